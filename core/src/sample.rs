@@ -178,6 +178,8 @@ pub enum RecordError {
     DuplicateVm { host: String, seq: u64, vm: String },
     #[error("interval {seq} of host {host}: VM {vm} reports {pct}% utilisation of GPU {gpu}; at most 100 is possible")]
     GpuUtil { host: String, seq: u64, vm: String, gpu: u32, pct: u32 },
+    #[error("cannot merge interval {next_seq} of host {next_host} into interval {seq} of host {host}: merges need the same host and a later, non-overlapping interval")]
+    NotMergeable { host: String, seq: u64, next_host: String, next_seq: u64 },
 }
 
 impl IntervalRecord {
