@@ -1,1 +1,46 @@
-fn main() {}
+//! The `fairwatt` command: one binary for the host agent, the simulator and
+//! the tools around them. Each subcommand lives in its own module; this file
+//! only parses arguments and dispatches.
+
+mod agent;
+mod bench;
+mod demo;
+mod simulate;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "fairwatt", version, about = "Meter energy on virtualized hosts, attribute it fairly to VMs, bill tenants")]
+struct Cli {
+    /// Log filter (tracing syntax), e.g. `info` or `fairwatt_collector=debug`.
+    #[arg(long, global = true, env = "FAIRWATT_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the host agent: sample energy and per-VM features every interval.
+    Agent(agent::AgentArgs),
+    /// Write a simulated fleet's trace (with ground truth) to a directory.
+    Simulate(simulate::SimulateArgs),
+    /// Run the main job on a simulated fleet and print what it measured.
+    Demo(demo::DemoArgs),
+    /// Measure the agent's and the simulator's speed.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Agent(a) => agent::run(a),
+        Command::Simulate(a) => simulate::run(a),
+        Command::Demo(a) => demo::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}

@@ -1,1 +1,390 @@
-//! (in progress)
+//! Turns the sensors into one [`IntervalRecord`] per tick.
+//!
+//! [`HostSampler`] composes the real sources: the energy [`Meter`] over RAPL
+//! and NVML, VM discovery, procfs and cgroup stats, perf counters and GPU
+//! process utilisation. [`SimSource`] wraps the simulated host behind the
+//! same [`IntervalSource`] trait, so the agent cannot tell them apart.
+//!
+//! Per-VM features are deltas of cumulative counters kept per VM. A VM seen
+//! for the first time contributes from its second tick on; a VM whose process
+//! vanished contributes nothing for its last partial interval (its process
+//! can no longer be read) — its energy stays in the host's measured total and
+//! becomes unattributed remainder, so nothing is lost or counted twice. A PID
+//! reused by another process (different start time) starts a new baseline.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use fairwatt_core::trace::{TraceHeader, TraceSource};
+use fairwatt_core::{GpuUse, HostId, IntervalRecord, Micros, PerfSource, SensorStatus, Timestamp, VmFeatures, VmId, VmRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::discovery::{DiscoveredVm, Discovery, DiscoveryConfig};
+use crate::energy::{Meter, MeterState};
+use crate::error::{Error, Result};
+use crate::gpu::GpuSource;
+use crate::perf::{PerfBackend, PerfSampler, RealPerf};
+use crate::proc::{CgroupReader, ProcReader};
+
+/// One tick's outcome: a record (none on the priming tick) and what failed.
+#[derive(Debug, Default)]
+pub struct Sampled {
+    pub record: Option<IntervalRecord>,
+    pub errors: Vec<Error>,
+}
+
+/// Anything that produces interval records: the real host or the simulator.
+pub trait IntervalSource: Send {
+    fn header(&self) -> TraceHeader;
+    fn status(&self) -> Vec<SensorStatus>;
+    fn sample(&mut self, now: Timestamp) -> Sampled;
+    /// Opaque state to persist so a restarted agent resumes its counters.
+    fn snapshot(&self) -> Option<Vec<u8>>;
+    fn restore(&mut self, state: &[u8]) -> Result<()>;
+}
+
+#[derive(Clone, Debug)]
+pub struct SamplerConfig {
+    pub host_id: HostId,
+    pub interval: Micros,
+    pub sysfs_root: PathBuf,
+    pub procfs_root: PathBuf,
+    pub dev_root: PathBuf,
+    pub libvirt_dirs: Vec<PathBuf>,
+    pub mapping: Option<PathBuf>,
+    /// Try the NVIDIA library.
+    pub nvml: bool,
+    /// Open perf counters.
+    pub perf: bool,
+}
+
+/// Cumulative per-VM counters at the previous tick.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Baseline {
+    pid: u32,
+    start_time_ticks: u64,
+    cpu_us: u64,
+    vcpu_us: Option<u64>,
+    cgroup_cpu_us: Option<u64>,
+    io_read: Option<u64>,
+    io_write: Option<u64>,
+}
+
+fn delta(cur: Option<u64>, prev: Option<u64>) -> Option<u64> {
+    // A counter that went backwards restarted: only what it counted since is known.
+    Some(match (cur?, prev) {
+        (c, Some(p)) if c >= p => c - p,
+        (c, _) => c,
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    meter: MeterState,
+    baselines: BTreeMap<VmId, Baseline>,
+}
+
+pub struct HostSampler {
+    cfg: SamplerConfig,
+    meter: Meter,
+    gpu: Option<GpuSource>,
+    perf: Option<PerfSampler>,
+    discovery: Discovery,
+    procs: ProcReader,
+    cgroups: CgroupReader,
+    vms: BTreeMap<VmId, DiscoveredVm>,
+    baselines: BTreeMap<VmId, Baseline>,
+    statuses: Vec<SensorStatus>,
+    ticks: u64,
+    rescan_every: u64,
+    online_cpus: Vec<u32>,
+}
+
+impl HostSampler {
+    pub fn new(cfg: SamplerConfig) -> Result<Self> {
+        let mut statuses = Vec::new();
+        let mut sources: Vec<Box<dyn crate::energy::EnergySource>> = Vec::new();
+        let (rapl, st) = crate::rapl::detect(&cfg.sysfs_root, &cfg.dev_root, &cfg.procfs_root);
+        statuses.extend(st);
+        sources.extend(rapl);
+        let gpu = if cfg.nvml {
+            let (g, st) = GpuSource::detect();
+            statuses.extend(st);
+            g
+        } else {
+            statuses.push(SensorStatus::missing("nvml", "disabled by configuration"));
+            None
+        };
+        if let Some(g) = &gpu {
+            sources.push(Box::new(g.clone()));
+        }
+        let backend: Option<Box<dyn PerfBackend>> = if cfg.perf { Some(Box::new(RealPerf::default())) } else { None };
+        Self::with_parts(cfg, sources, gpu, backend, statuses)
+    }
+
+    /// Builds a sampler from explicit parts (fixture runs and tests pass fakes here).
+    pub fn with_parts(
+        cfg: SamplerConfig,
+        sources: Vec<Box<dyn crate::energy::EnergySource>>,
+        gpu: Option<GpuSource>,
+        perf: Option<Box<dyn PerfBackend>>,
+        mut statuses: Vec<SensorStatus>,
+    ) -> Result<Self> {
+        let discovery = Discovery::new(DiscoveryConfig {
+            procfs_root: cfg.procfs_root.clone(),
+            libvirt_dirs: cfg.libvirt_dirs.clone(),
+            mapping_file: cfg.mapping.clone(),
+        })?;
+        if sources.is_empty() {
+            statuses.push(SensorStatus::error("energy", "no energy sensor found: VM features are sampled but host energy is not"));
+        }
+        let rescan_every = (10_000_000 / cfg.interval.0.max(1)).max(1);
+        Ok(HostSampler {
+            procs: ProcReader::new(&cfg.procfs_root),
+            cgroups: CgroupReader::new(&cfg.sysfs_root),
+            online_cpus: online_cpus(&cfg.sysfs_root),
+            meter: Meter::new(sources),
+            perf: perf.map(PerfSampler::new),
+            gpu,
+            discovery,
+            vms: BTreeMap::new(),
+            baselines: BTreeMap::new(),
+            statuses,
+            ticks: 0,
+            rescan_every,
+            cfg,
+        })
+    }
+
+    fn rescan(&mut self, errors: &mut Vec<Error>) {
+        let scan = self.discovery.scan();
+        errors.extend(scan.errors);
+        self.vms = scan.vms.into_iter().map(|v| (v.info.id.clone(), v)).collect();
+        self.baselines.retain(|id, _| self.vms.contains_key(id));
+        if let Some(p) = self.perf.as_mut() {
+            let live: Vec<VmId> = self.vms.keys().cloned().collect();
+            p.retain(&live);
+        }
+    }
+
+    fn sample_vm(&mut self, vm: &DiscoveredVm, errors: &mut Vec<Error>) -> Option<(VmFeatures, PerfSource, bool)> {
+        let stats = match self.procs.read(vm.pid) {
+            Ok(s) => s,
+            Err(e) => {
+                if !e.is_not_found() {
+                    errors.push(e);
+                }
+                return None;
+            }
+        };
+        let cg = vm.cgroup.as_ref().map(|c| self.cgroups.read(c));
+        let (cg_cpu, cg_mem) = match cg {
+            Some(Ok(c)) => (c.cpu_usage_us, c.memory_bytes),
+            Some(Err(e)) => {
+                errors.push(e);
+                (None, None)
+            }
+            None => (None, None),
+        };
+        let id = vm.info.id.clone();
+        let (perf_src, perf) = match self.perf.as_mut() {
+            Some(p) => {
+                let dir = vm.cgroup.as_ref().and_then(|c| self.cgroups.v2_dir(c));
+                p.read(&id, &stats.threads, dir.as_deref().map(|d| (d, self.online_cpus.as_slice())))
+            }
+            None => (PerfSource::None, Default::default()),
+        };
+        let now = Baseline {
+            pid: vm.pid,
+            start_time_ticks: stats.start_time_ticks,
+            cpu_us: stats.cpu_time_us,
+            vcpu_us: stats.vcpu_time_us,
+            cgroup_cpu_us: cg_cpu,
+            io_read: stats.io_read_bytes,
+            io_write: stats.io_write_bytes,
+        };
+        let prev = self.baselines.insert(id, now.clone());
+        let prev = match prev {
+            Some(p) if p.pid == now.pid && p.start_time_ticks == now.start_time_ticks => p,
+            // New VM, or the PID now belongs to another process: baseline only.
+            _ => return Some((VmFeatures::default(), perf_src, false)),
+        };
+        let f = VmFeatures {
+            cpu_time_us: delta(Some(now.cpu_us), Some(prev.cpu_us)).unwrap_or(0),
+            vcpu_time_us: delta(now.vcpu_us, prev.vcpu_us),
+            cgroup_cpu_us: delta(now.cgroup_cpu_us, prev.cgroup_cpu_us),
+            task_clock_ns: perf.task_clock_ns,
+            cycles: perf.cycles,
+            instructions: perf.instructions,
+            cache_references: perf.cache_references,
+            cache_misses: perf.cache_misses,
+            rss_bytes: Some(stats.rss_bytes),
+            cgroup_memory_bytes: cg_mem,
+            io_read_bytes: delta(now.io_read, prev.io_read),
+            io_write_bytes: delta(now.io_write, prev.io_write),
+            gpus: Vec::new(),
+        };
+        Some((f, perf_src, true))
+    }
+
+    fn gpu_uses(&self, records: &mut [VmRecord], errors: &mut Vec<Error>) {
+        let Some(gpu) = &self.gpu else { return };
+        let (uses, errs) = gpu.usage();
+        errors.extend(errs);
+        let devices = gpu.devices();
+        for rec in records.iter_mut() {
+            let Some(vm) = self.vms.get(&rec.vm) else { continue };
+            let mut by_gpu: BTreeMap<u32, GpuUse> = BTreeMap::new();
+            for u in uses.iter().filter(|u| u.pid == vm.pid) {
+                let e = by_gpu.entry(u.gpu).or_insert(GpuUse { gpu: u.gpu, ..Default::default() });
+                e.sm_util_pct = (e.sm_util_pct + u.sm_util_pct).min(100);
+                e.mem_util_pct = (e.mem_util_pct + u.mem_util_pct).min(100);
+                e.memory_bytes += u.memory_bytes;
+            }
+            for addr in &vm.passthrough_gpus {
+                if let Some(d) = devices.iter().find(|d| d.pci_bus_id == *addr) {
+                    by_gpu.entry(d.index).or_insert(GpuUse { gpu: d.index, ..Default::default() }).passthrough = true;
+                }
+            }
+            rec.features.gpus = by_gpu.into_values().collect();
+        }
+    }
+}
+
+/// CPUs listed in `devices/system/cpu/online` (e.g. `0-3,6`), for per-CPU cgroup counters.
+fn online_cpus(sysfs_root: &std::path::Path) -> Vec<u32> {
+    let text = std::fs::read_to_string(sysfs_root.join("devices/system/cpu/online")).unwrap_or_default();
+    let mut out = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+            out.extend(a..=b.min(a.saturating_add(4096)));
+        }
+    }
+    out
+}
+
+impl IntervalSource for HostSampler {
+    fn header(&self) -> TraceHeader {
+        let mut h = TraceHeader::new(
+            self.cfg.host_id.clone(),
+            TraceSource::Agent,
+            fairwatt_core::clock::Clock::now(&fairwatt_core::clock::SystemClock),
+            self.cfg.interval,
+        );
+        h.sensors = self.status();
+        h
+    }
+
+    fn status(&self) -> Vec<SensorStatus> {
+        let mut s = self.statuses.clone();
+        s.extend(self.discovery.status());
+        if let Some(p) = &self.perf {
+            s.extend(p.status());
+        }
+        s
+    }
+
+    fn sample(&mut self, now: Timestamp) -> Sampled {
+        let start = self.meter.last_tick();
+        let reading = self.meter.tick(now);
+        let mut errors = reading.errors;
+        if self.ticks % self.rescan_every == 0 || self.vms.is_empty() {
+            self.rescan(&mut errors);
+        }
+        self.ticks += 1;
+        let mut records = Vec::with_capacity(self.vms.len());
+        let mut vanished = Vec::new();
+        let vms: Vec<DiscoveredVm> = self.vms.values().cloned().collect();
+        for vm in &vms {
+            match self.sample_vm(vm, &mut errors) {
+                Some((features, perf, true)) => records.push(VmRecord {
+                    vm: vm.info.id.clone(),
+                    name: vm.info.name.clone(),
+                    tenant: vm.info.tenant.clone(),
+                    flavor: vm.info.flavor,
+                    perf,
+                    features,
+                    truth: None,
+                }),
+                Some((_, _, false)) => {}
+                None => vanished.push(vm.info.id.clone()),
+            }
+        }
+        if !vanished.is_empty() {
+            for id in &vanished {
+                self.vms.remove(id);
+                self.baselines.remove(id);
+            }
+            // Something changed under us: look for newcomers on the next tick.
+            self.ticks = 0;
+        }
+        if let Some(p) = self.perf.as_mut() {
+            errors.extend(p.take_errors());
+        }
+        self.gpu_uses(&mut records, &mut errors);
+        let record = start.filter(|s| *s < now).map(|start| IntervalRecord {
+            host: self.cfg.host_id.clone(),
+            seq: 0,
+            start,
+            end: now,
+            domains: reading.domains,
+            vms: records,
+            truth: None,
+        });
+        Sampled { record, errors }
+    }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(&SavedState { meter: self.meter.snapshot(), baselines: self.baselines.clone() }).ok()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<()> {
+        let s: SavedState = serde_json::from_slice(state)
+            .map_err(|e| Error::Config { path: "state.json".into(), msg: format!("saved agent state unreadable: {e}") })?;
+        self.meter.restore(&s.meter);
+        self.baselines = s.baselines;
+        Ok(())
+    }
+}
+
+/// The simulated host behind the agent's interface (`fairwatt agent --simulate`).
+pub struct SimSource {
+    host: crate::sim::SimHost,
+}
+
+impl SimSource {
+    /// Host 0 of `scenario`, renamed to `host_id`, stepping every `interval` from `start`.
+    pub fn new(scenario: &str, host_id: &str, seed: u64, interval: Micros, start: Timestamp) -> Result<Self> {
+        let sc = crate::sim::scenario(scenario, 1, seed, start)?;
+        let mut cfg = sc.hosts.into_iter().next().ok_or_else(|| Error::Config {
+            path: scenario.into(),
+            msg: "scenario produced no host".into(),
+        })?;
+        cfg.host = HostId::new(host_id).map_err(|e| Error::Config { path: "host-id".into(), msg: e.to_string() })?;
+        cfg.interval = interval;
+        Ok(SimSource { host: crate::sim::SimHost::new(cfg, seed) })
+    }
+}
+
+impl IntervalSource for SimSource {
+    fn header(&self) -> TraceHeader {
+        self.host.header()
+    }
+
+    fn status(&self) -> Vec<SensorStatus> {
+        self.host.header().sensors
+    }
+
+    fn sample(&mut self, _now: Timestamp) -> Sampled {
+        Sampled { record: Some(self.host.step()), errors: Vec::new() }
+    }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn restore(&mut self, _state: &[u8]) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,340 @@
+//! Per-process statistics of VM processes from procfs, and their cgroups.
+//!
+//! [`ProcReader`] reads one QEMU process per call: CPU time of the whole
+//! process and of its vCPU threads, RSS, block IO and the start time that
+//! tells a live process from a reused PID. [`cgroup::CgroupReader`] reads the
+//! VM's cgroup scope. Both take a root directory so tests and benchmarks read
+//! a fixture tree ([`crate::fixture::proc`]) instead of the host.
+
+pub mod cgroup;
+mod handle;
+pub mod stat;
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub use cgroup::{CgroupReader, CgroupRef, CgroupStats, CgroupVersion};
+
+use self::handle::{Handle, Src};
+
+use crate::error::{Error, Result};
+
+const SENSOR: &str = "procfs";
+
+/// A process's statistics at one instant; counters are cumulative since it started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStats {
+    /// User + system time of all threads of the process, µs.
+    pub cpu_time_us: u64,
+    /// User + system time of the threads QEMU named `CPU N/KVM` (with
+    /// `debug-threads=on`), µs; `None` when no thread carries such a name.
+    pub vcpu_time_us: Option<u64>,
+    pub rss_bytes: u64,
+    /// Bytes read from storage (`/proc/PID/io`); `None` when the file is not
+    /// readable, which for other users' processes needs root.
+    pub io_read_bytes: Option<u64>,
+    pub io_write_bytes: Option<u64>,
+    /// Clock ticks after boot at which the process started: with the PID it
+    /// identifies a process, so a reused PID is not mistaken for the VM.
+    pub start_time_ticks: u64,
+    /// Thread ids, ascending. Re-listed when the thread count changes and
+    /// every 32 reads, so a thread replaced by another may show for a while.
+    pub threads: Vec<u32>,
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of `stat` times.
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 { v as u64 } else { 100 }
+}
+
+/// The page size, the unit of `stat`'s RSS.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 { v as u64 } else { 4096 }
+}
+
+/// Every this many reads (and whenever the thread count changes) the
+/// thread list is read again and new threads are classified.
+const RELIST_EVERY: u32 = 32;
+/// Every this many reads threads already judged not to be vCPUs are judged
+/// again, in case one was first seen before QEMU named it.
+const RECLASSIFY_EVERY: u32 = 256;
+
+#[derive(Default)]
+struct Cache {
+    handles: HashMap<u32, Handle>,
+    held_fds: usize,
+}
+
+/// Reads [`ProcStats`] of processes under a procfs root.
+///
+/// It remembers, per PID, the process's files and which threads are vCPUs,
+/// so a tick costs a few `pread`s per VM (see [`handle`]); call
+/// [`ProcReader::retain`] after discovery so stopped VMs are forgotten.
+pub struct ProcReader {
+    root: PathBuf,
+    ticks_per_sec: u64,
+    page_size: u64,
+    hold_files: bool,
+    max_held_fds: usize,
+    cache: Mutex<Cache>,
+}
+
+impl ProcReader {
+    /// Files are held open only where `procfs_root` is a real procfs, whose
+    /// open files fail once their process exits.
+    pub fn new(procfs_root: &Path) -> Self {
+        ProcReader {
+            root: procfs_root.to_path_buf(),
+            ticks_per_sec: clock_ticks_per_sec(),
+            page_size: page_size(),
+            hold_files: is_procfs(procfs_root),
+            max_held_fds: fd_budget(),
+            cache: Mutex::new(Cache::default()),
+        }
+    }
+
+    /// Overrides whether files are held open between reads (for tests and
+    /// benchmarks of the fast path on a fixture tree, where a removed
+    /// process then stays readable).
+    pub fn with_held_files(mut self, hold: bool) -> Self {
+        self.hold_files = hold;
+        self
+    }
+
+    pub fn holds_files(&self) -> bool {
+        self.hold_files
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Reads one process. A process that is gone yields an error whose
+    /// [`Error::is_not_found`] is true.
+    pub fn read(&self, pid: u32) -> Result<ProcStats> {
+        let mut h = match self.take(pid) {
+            Some(h) => h,
+            None => self.open(pid)?,
+        };
+        let stats = self.sample(pid, &mut h)?;
+        self.put(pid, h);
+        Ok(stats)
+    }
+
+    /// The start time of a process, the cheap check that a PID still is the
+    /// process discovery found.
+    pub fn start_time(&self, pid: u32) -> Result<u64> {
+        let path = self.root.join(pid.to_string()).join("stat");
+        let mut buf = String::with_capacity(512);
+        read_into(&path, &mut buf)?;
+        stat::parse_stat(&buf).map(|s| s.start_time_ticks).map_err(|m| Error::parse(SENSOR, &path, m))
+    }
+
+    /// True when `pid` is running and is the process that started at `start_time_ticks`.
+    pub fn is_alive(&self, pid: u32, start_time_ticks: u64) -> bool {
+        matches!(self.start_time(pid), Ok(t) if t == start_time_ticks)
+    }
+
+    /// Forgets (and closes the files of) processes not in `live`.
+    pub fn retain(&self, live: &HashSet<u32>) {
+        let mut c = self.lock();
+        c.handles.retain(|pid, _| live.contains(pid));
+        c.held_fds = c.handles.values().map(Handle::fds).sum();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        // The cache holds no invariant a panicking reader could break.
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn take(&self, pid: u32) -> Option<Handle> {
+        let mut c = self.lock();
+        let h = c.handles.remove(&pid)?;
+        c.held_fds = c.held_fds.saturating_sub(h.fds());
+        Some(h)
+    }
+
+    fn put(&self, pid: u32, mut h: Handle) {
+        let mut c = self.lock();
+        if c.held_fds + h.fds() > self.max_held_fds {
+            h.unhold();
+        }
+        c.held_fds += h.fds();
+        c.handles.insert(pid, h);
+    }
+
+    fn open(&self, pid: u32) -> Result<Handle> {
+        let dir = self.root.join(pid.to_string());
+        let stat = Src::open(dir.join("stat"), self.hold_files).map_err(|e| io_err(&dir.join("stat"), e))?;
+        let io_path = dir.join("io");
+        let io = match Src::open(io_path.clone(), self.hold_files) {
+            Ok(s) => Some(s),
+            Err(e) => match io_err(&io_path, e) {
+                // Unreadable without root; absent without task IO accounting.
+                Error::PermissionDenied { .. } => None,
+                e if e.is_not_found() => None,
+                e => return Err(e),
+            },
+        };
+        Ok(Handle::new(stat, io))
+    }
+
+    fn sample(&self, pid: u32, h: &mut Handle) -> Result<ProcStats> {
+        let mut buf = Vec::with_capacity(1024);
+        let st = read_stat(&h.stat, &mut buf)?;
+        if h.reads > 0 && st.start_time_ticks != h.start_time_ticks {
+            // Only when reading by path: the PID now names another process.
+            h.reset_threads();
+        }
+        h.start_time_ticks = st.start_time_ticks;
+        let cpu_time_us = self.ticks_to_us(st.utime_ticks.saturating_add(st.stime_ticks));
+        let rss_bytes = st.rss_pages.saturating_mul(self.page_size);
+        let num_threads = st.num_threads;
+        let start_time_ticks = st.start_time_ticks;
+
+        let mut io_bytes = (None, None);
+        if let Some(src) = &h.io {
+            match src.read(&mut buf).map_err(|e| io_err(src.path(), e)) {
+                Ok(()) => {
+                    let text = std::str::from_utf8(&buf).map_err(|_| Error::parse(SENSOR, src.path(), "not valid UTF-8"))?;
+                    let (r, w) = stat::parse_io(text).map_err(|m| Error::parse(SENSOR, src.path(), m))?;
+                    io_bytes = (Some(r), Some(w));
+                }
+                Err(Error::PermissionDenied { .. }) => h.io = None,
+                Err(e) if e.is_not_found() && !src.is_held() => h.io = None,
+                Err(e) => return Err(e),
+            }
+        }
+
+        if h.reads % RELIST_EVERY == 0 || num_threads != h.num_threads {
+            self.relist(pid, h, &mut buf)?;
+            h.num_threads = num_threads;
+        }
+        let mut vcpu_ticks: Option<u64> = None;
+        let mut gone = Vec::new();
+        for (tid, src) in &h.vcpus {
+            match read_stat(src, &mut buf) {
+                Ok(t) if stat::is_vcpu_comm(t.comm) => {
+                    vcpu_ticks = Some(vcpu_ticks.unwrap_or(0).saturating_add(t.utime_ticks.saturating_add(t.stime_ticks)));
+                }
+                Ok(_) => gone.push(*tid),
+                // A vCPU unplugged since the thread list was read.
+                Err(e) if e.is_not_found() => gone.push(*tid),
+                Err(e) => return Err(e),
+            }
+        }
+        if !gone.is_empty() {
+            h.vcpus.retain(|(t, _)| !gone.contains(t));
+            h.threads.retain(|t| !gone.contains(t));
+        }
+        h.reads = h.reads.wrapping_add(1);
+        Ok(ProcStats {
+            cpu_time_us,
+            vcpu_time_us: vcpu_ticks.map(|t| self.ticks_to_us(t)),
+            rss_bytes,
+            io_read_bytes: io_bytes.0,
+            io_write_bytes: io_bytes.1,
+            start_time_ticks,
+            threads: h.threads.clone(),
+        })
+    }
+
+    /// Reads the thread list and finds the vCPU threads among threads not seen before.
+    fn relist(&self, pid: u32, h: &mut Handle, buf: &mut Vec<u8>) -> Result<()> {
+        let task_dir = self.root.join(pid.to_string()).join("task");
+        let entries = std::fs::read_dir(&task_dir).map_err(|e| io_err(&task_dir, e))?;
+        let mut threads: Vec<u32> = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+        threads.sort_unstable();
+        if h.reads % RECLASSIFY_EVERY == 0 {
+            h.non_vcpu.clear();
+        }
+        h.non_vcpu.retain(|t| threads.binary_search(t).is_ok());
+        h.vcpus.retain(|(t, _)| threads.binary_search(t).is_ok());
+        for &tid in &threads {
+            if h.non_vcpu.contains(&tid) || h.vcpus.iter().any(|(t, _)| *t == tid) {
+                continue;
+            }
+            let src = match Src::open(task_dir.join(tid.to_string()).join("stat"), self.hold_files) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&task_dir.join(tid.to_string()).join("stat"), e)),
+            };
+            match read_stat(&src, buf) {
+                Ok(t) if stat::is_vcpu_comm(t.comm) => h.vcpus.push((tid, src)),
+                Ok(_) => {
+                    h.non_vcpu.insert(tid);
+                }
+                // A thread exiting between readdir and read is normal.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        h.threads = threads;
+        Ok(())
+    }
+
+    fn ticks_to_us(&self, ticks: u64) -> u64 {
+        (ticks as u128 * 1_000_000 / self.ticks_per_sec as u128).min(u64::MAX as u128) as u64
+    }
+}
+
+fn read_stat<'b>(src: &Src, buf: &'b mut Vec<u8>) -> Result<stat::Stat<'b>> {
+    src.read(buf).map_err(|e| io_err(src.path(), e))?;
+    let text = std::str::from_utf8(buf).map_err(|_| Error::parse(SENSOR, src.path(), "not valid UTF-8"))?;
+    stat::parse_stat(text).map_err(|m| Error::parse(SENSOR, src.path(), m))
+}
+
+/// Whether `root` is a procfs mount (its magic number), not a directory of files.
+fn is_procfs(root: &Path) -> bool {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    let Ok(c) = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()) else { return false };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statfs.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    rc == 0 && st.f_type as i64 == PROC_SUPER_MAGIC
+}
+
+/// How many descriptors the reader may keep open: half the soft limit, so
+/// the rest of the agent (perf events, spool, sockets) keeps its share.
+fn fd_budget() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into `lim`.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if rc != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return 4096;
+    }
+    (lim.rlim_cur / 2).min(1 << 20) as usize
+}
+
+/// Reads a procfs file into `buf` (replacing its contents).
+pub(crate) fn read_into(path: &Path, buf: &mut String) -> Result<()> {
+    buf.clear();
+    let mut f = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    f.read_to_string(buf).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            Error::parse(SENSOR, path, "not valid UTF-8")
+        } else {
+            io_err(path, e)
+        }
+    })?;
+    Ok(())
+}
+
+/// Like [`Error::io`], but a process that exited while we read it (ESRCH)
+/// counts as not found, the same as a PID directory that is already gone.
+pub(crate) fn io_err(path: &Path, e: std::io::Error) -> Error {
+    io_err_for(SENSOR, path, e)
+}
+
+pub(crate) fn io_err_for(sensor: &'static str, path: &Path, e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ESRCH) {
+        return Error::io(sensor, path, std::io::Error::new(std::io::ErrorKind::NotFound, e));
+    }
+    Error::io(sensor, path, e)
+}

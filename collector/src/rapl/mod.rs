@@ -1,0 +1,101 @@
+//! RAPL energy counters: CPU packages, cores, uncore, DRAM and platform (psys).
+//!
+//! Two ways to read the same hardware counters:
+//!
+//! - [`Powercap`]: the kernel's powercap sysfs tree (`intel-rapl:N`), which
+//!   already converts to microjoules. Preferred: no raw register access, and
+//!   the kernel knows each model's unit quirks.
+//! - [`MsrRapl`]: the model-specific registers through `/dev/cpu/N/msr`, for
+//!   hosts whose kernel lacks the powercap driver. It decodes units itself.
+//!
+//! [`detect`] picks one and explains both in [`SensorStatus`]es. Both sources
+//! report raw cumulative counters; the [`crate::energy::Meter`] turns them
+//! into per-interval energy, handling wraps and resets.
+
+mod cpu;
+mod msr;
+mod powercap;
+
+use std::path::Path;
+
+use fairwatt_core::{DomainKind, SensorStatus};
+
+use crate::energy::EnergySource;
+use crate::error::Error;
+
+pub use cpu::{CpuId, Vendor, parse_cpuinfo};
+pub use msr::{
+    AMD_CORE_ENERGY, AMD_PKG_ENERGY, AMD_POWER_UNIT, FIXED_DRAM_UNIT_MODELS, INTEL_DRAM_ENERGY, INTEL_PKG_ENERGY,
+    INTEL_PLATFORM_ENERGY, INTEL_POWER_UNIT, INTEL_PP0_ENERGY, INTEL_PP1_ENERGY, MsrRapl, REGULAR_FILE_REGISTER_STRIDE,
+};
+pub use powercap::Powercap;
+
+/// Sensor name of [`Powercap`].
+pub const POWERCAP_SENSOR: &str = "rapl-powercap";
+/// Sensor name of [`MsrRapl`].
+pub const MSR_SENSOR: &str = "rapl-msr";
+
+/// Finds the host's RAPL counters: powercap first, the MSRs only when powercap
+/// is absent or cannot read a single counter. The statuses say what was found
+/// for both, so an operator sees why a host has no CPU energy.
+///
+/// When powercap exists but every counter is refused (Linux ≥ 5.10 without
+/// root) and the MSRs fail too, powercap is still returned: its reads keep
+/// failing with an actionable error, and start working as soon as an
+/// administrator grants access, without restarting the agent.
+pub fn detect(
+    sysfs_root: &Path,
+    dev_root: &Path,
+    procfs_root: &Path,
+) -> (Option<Box<dyn EnergySource>>, Vec<SensorStatus>) {
+    let cpu = cpu::read_cpuinfo(procfs_root).ok();
+    let powercap = Powercap::new(sysfs_root).map(|mut pc| {
+        if cpu.is_some_and(|c| c.vendor.is_amd_like()) {
+            // AMD's powercap `core` zone reads the core-energy MSR of the
+            // package's first CPU only: one core, not the package's cores.
+            pc.drop_kind(DomainKind::Core, "AMD powercap `core` zones measure a single core, not all cores of the package");
+        }
+        pc
+    });
+    match powercap {
+        Ok(pc) if pc.usable() => {
+            let mut statuses = pc.status();
+            statuses.push(SensorStatus::missing(MSR_SENSOR, "not probed: rapl-powercap reads the same counters"));
+            (Some(Box::new(pc)), statuses)
+        }
+        Ok(pc) => {
+            let mut statuses = pc.status();
+            match MsrRapl::new(sysfs_root, dev_root, procfs_root) {
+                Ok(m) => {
+                    statuses.extend(m.status());
+                    (Some(Box::new(m)), statuses)
+                }
+                Err(e) => {
+                    statuses.push(error_status(MSR_SENSOR, &e));
+                    (Some(Box::new(pc)), statuses)
+                }
+            }
+        }
+        Err(pe) => {
+            let mut statuses = vec![error_status(POWERCAP_SENSOR, &pe)];
+            match MsrRapl::new(sysfs_root, dev_root, procfs_root) {
+                Ok(m) => {
+                    statuses.extend(m.status());
+                    (Some(Box::new(m)), statuses)
+                }
+                Err(e) => {
+                    statuses.push(error_status(MSR_SENSOR, &e));
+                    (None, statuses)
+                }
+            }
+        }
+    }
+}
+
+/// A constructor's error as a status: absence is `missing`, anything else `error`.
+fn error_status(sensor: &'static str, e: &Error) -> SensorStatus {
+    match e {
+        Error::NotAvailable { reason, .. } => SensorStatus::missing(sensor, reason.clone()),
+        other => SensorStatus::error(sensor, other.to_string()),
+    }
+}

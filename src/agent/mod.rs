@@ -1,0 +1,248 @@
+//! `fairwatt agent`: samples the host every interval, keeps the samples in
+//! the crash-safe spool, optionally records a trace, and serves Prometheus
+//! metrics. A sensor that is missing or failing is reported and the rest keep
+//! sampling.
+
+mod config;
+pub mod metrics;
+mod server;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use fairwatt_collector::sampler::{HostSampler, IntervalSource, SamplerConfig, SimSource};
+use fairwatt_collector::spool::{Spool, SpoolConfig};
+use fairwatt_collector::trace_io::TraceWriter;
+use fairwatt_core::clock::{Clock, SystemClock};
+use fairwatt_core::{IntervalRecord, Micros, SensorStatus};
+
+pub use config::{AgentArgs, AgentConfig, OutputFormat};
+use metrics::Metrics;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+pub fn build_source(args: &AgentArgs, cfg: &AgentConfig, interval: Micros) -> anyhow::Result<Box<dyn IntervalSource>> {
+    if let Some(scenario) = &args.simulate {
+        let start = SystemClock.now();
+        let src = SimSource::new(scenario, &cfg.host_id, args.seed, interval, start)
+            .with_context(|| format!("--simulate {scenario}"))?;
+        return Ok(Box::new(src));
+    }
+    let sc = SamplerConfig {
+        host_id: fairwatt_core::HostId::new(cfg.host_id.clone())?,
+        interval,
+        sysfs_root: cfg.sysfs_root.clone(),
+        procfs_root: cfg.procfs_root.clone(),
+        dev_root: cfg.dev_root.clone(),
+        libvirt_dirs: cfg.libvirt_dirs.clone(),
+        mapping: cfg.mapping.clone(),
+        nvml: true,
+        perf: true,
+    };
+    Ok(Box::new(HostSampler::new(sc)?))
+}
+
+pub fn print_sensors(statuses: &[SensorStatus]) {
+    eprintln!("fairwatt agent: sensors");
+    for s in statuses {
+        eprintln!("  {s}");
+    }
+}
+
+pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let cfg = args.resolve()?;
+    let interval = Micros((cfg.interval_s * 1e6).round() as u64);
+    let mut source = build_source(&args, &cfg, interval)?;
+    let statuses = source.status();
+    print_sensors(&statuses);
+    if args.once {
+        return once(source.as_mut(), interval, args.format, args.simulate.is_some());
+    }
+    install_signal_handlers();
+
+    let mut spool = match &cfg.spool {
+        Some(dir) => {
+            let sc = SpoolConfig { max_bytes: cfg.spool_max_mb.saturating_mul(1 << 20), ..SpoolConfig::new(dir) };
+            let s = Spool::open(sc).with_context(|| format!("opening spool {}", dir.display()))?;
+            eprintln!("  spool          {} ({} intervals pending)", dir.display(), s.stats().pending_records);
+            Some(s)
+        }
+        None => None,
+    };
+    if let Some(state) = spool.as_ref().and_then(|s| s.load_state()) {
+        match source.restore(&state) {
+            Ok(()) => tracing::info!("resumed counters from the spool's saved state"),
+            Err(e) => tracing::warn!("could not resume from saved state, starting fresh: {e}"),
+        }
+    }
+    let mut next_seq = spool.as_ref().and_then(|s| s.last_seq()).map_or(0, |s| s + 1);
+    let mut recorder = match &args.record {
+        Some(p) => Some(TraceWriter::create(p, &source.header())?),
+        None => None,
+    };
+
+    let metrics = Arc::new(Metrics::new());
+    metrics.set_sensors(&statuses);
+    let sensors = Arc::new(RwLock::new(statuses));
+    let server = match &cfg.listen {
+        Some(addr) => Some(spawn_server(server::Shared { metrics: metrics.clone(), sensors: sensors.clone() }, addr)?),
+        None => None,
+    };
+
+    let fast = args.simulate.is_some() && args.fast;
+    let step = interval.as_std();
+    let mut deadline = Instant::now();
+    let mut last_errors: BTreeMap<&'static str, String> = BTreeMap::new();
+    let mut done = 0u64;
+    while !STOP.load(Ordering::SeqCst) && args.count.is_none_or(|c| done < c) {
+        if !fast {
+            deadline += step;
+            let now = Instant::now();
+            if deadline > now {
+                sleep_until(deadline);
+            } else {
+                // Fell behind (suspend, overload): skip missed ticks instead of bursting.
+                deadline = now;
+            }
+            if STOP.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        let t0 = Instant::now();
+        let sampled = source.sample(SystemClock.now());
+        for e in &sampled.errors {
+            let msg = e.to_string();
+            // Log each distinct problem once, not every second.
+            if last_errors.get(e.sensor()) != Some(&msg) {
+                tracing::warn!("{msg}");
+                last_errors.insert(e.sensor(), msg);
+            }
+        }
+        let Some(mut rec) = sampled.record else { continue };
+        rec.seq = next_seq;
+        next_seq += 1;
+        if let Some(s) = spool.as_mut() {
+            if let Err(e) = s.append(&rec) {
+                tracing::error!("{e}");
+            }
+            if let Some(state) = source.snapshot()
+                && let Err(e) = s.save_state(&state)
+            {
+                tracing::error!("{e}");
+            }
+        }
+        if let Some(w) = recorder.as_mut() {
+            w.write(&rec)?;
+            w.flush()?;
+        }
+        metrics.observe(&rec, &sampled.errors, t0.elapsed().as_secs_f64(), spool.as_ref().map(|s| s.stats()));
+        if let Ok(mut s) = sensors.write() {
+            *s = source.status();
+        }
+        done += 1;
+    }
+    if let Some((handle, thread)) = server {
+        actix_web::rt::System::new().block_on(handle.stop(true));
+        let _ = thread.join();
+    }
+    eprintln!("fairwatt agent: stopped after {done} intervals");
+    Ok(())
+}
+
+fn sleep_until(deadline: Instant) {
+    while !STOP.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        // Short naps so a signal stops the agent promptly.
+        std::thread::sleep((deadline - now).min(Duration::from_millis(200)));
+    }
+}
+
+fn spawn_server(
+    shared: server::Shared,
+    addr: &str,
+) -> anyhow::Result<(actix_web::dev::ServerHandle, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let addr = addr.to_string();
+    let thread = std::thread::Builder::new().name("metrics-http".into()).spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            match server::build(shared, &addr) {
+                Ok((srv, addrs)) => {
+                    let _ = tx.send(Ok((srv.handle(), addrs)));
+                    if let Err(e) = srv.await {
+                        tracing::error!("metrics server: {e}");
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(anyhow::anyhow!("cannot listen on {addr}: {e}")));
+                }
+            }
+        });
+    })?;
+    let (handle, addrs) = rx.recv().context("metrics server thread ended early")??;
+    for a in addrs {
+        eprintln!("  metrics        http://{a}/metrics");
+    }
+    Ok((handle, thread))
+}
+
+fn once(source: &mut dyn IntervalSource, interval: Micros, format: OutputFormat, simulated: bool) -> anyhow::Result<()> {
+    let mut sampled = source.sample(SystemClock.now());
+    if sampled.record.is_none() {
+        if !simulated {
+            std::thread::sleep(interval.as_std());
+        }
+        sampled = source.sample(SystemClock.now());
+    }
+    for e in &sampled.errors {
+        eprintln!("warning: {e}");
+    }
+    let rec = sampled.record.context("no interval was produced")?;
+    match format {
+        OutputFormat::Json => println!("{}", fairwatt_core::trace::encode_record(&rec)),
+        OutputFormat::Text => print!("{}", text_report(&rec)),
+    }
+    Ok(())
+}
+
+pub fn text_report(rec: &IntervalRecord) -> String {
+    use std::fmt::Write;
+    let dt = rec.duration().as_secs_f64().max(1e-9);
+    let mut s = String::new();
+    let _ = writeln!(s, "host {}  {} .. {}  ({:.3} s)", rec.host, rec.start, rec.end, dt);
+    let _ = writeln!(s, "{:<12} {:>14} {:>10}  status", "domain", "energy J", "power W");
+    for (d, e) in &rec.domains {
+        let _ = writeln!(s, "{:<12} {:>14.6} {:>10.3}  {:?}", d.to_string(), e.energy_uj.as_joules(), e.energy_uj.as_joules() / dt, e.status);
+    }
+    let _ = writeln!(s, "{:<38} {:<16} {:<10} {:>7} {:>10}", "vm", "name", "tenant", "cpu %", "rss MiB");
+    for vm in &rec.vms {
+        let f = &vm.features;
+        let _ = writeln!(
+            s,
+            "{:<38} {:<16} {:<10} {:>7.1} {:>10.1}",
+            vm.vm.as_str(),
+            vm.name,
+            vm.tenant.as_ref().map_or("-", |t| t.as_str()),
+            f.cpu_time_us as f64 / 1e4 / dt,
+            f.rss_bytes.unwrap_or(0) as f64 / (1 << 20) as f64
+        );
+    }
+    s
+}

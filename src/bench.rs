@@ -1,0 +1,165 @@
+//! `fairwatt bench`: speed measurements recorded in docs/benchmarks.md.
+//!
+//! `agent` times the agent's full tick (sensors → record → spool → metrics)
+//! on generated fixture trees of N VMs, in a child process per size so each
+//! size's peak memory is its own; `sim` times the simulator.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchWhat {
+    /// CPU time and memory of the agent's tick with N VMs on a generated procfs.
+    Agent {
+        /// VM counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "10,100,500")]
+        vms: Vec<usize>,
+        /// Ticks per size.
+        #[arg(long, default_value_t = 200)]
+        ticks: u64,
+        /// Internal: measure one size in this process.
+        #[arg(long, hide = true)]
+        child: bool,
+    },
+    /// Simulator speed: intervals of one host with N VMs.
+    Sim {
+        #[arg(long, default_value_t = 50)]
+        vms: usize,
+        #[arg(long, default_value_t = 24.0)]
+        hours: f64,
+    },
+}
+
+pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+    match a.what {
+        BenchWhat::Agent { vms, ticks, child: true } => agent_child(vms.first().copied().unwrap_or(10), ticks),
+        BenchWhat::Agent { vms, ticks, child: false } => agent_parent(&vms, ticks),
+        BenchWhat::Sim { vms, hours } => sim(vms, hours),
+    }
+}
+
+fn thread_cpu_s() -> f64 {
+    // SAFETY: clock_gettime writes into the struct we pass.
+    unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
+        ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    }
+}
+
+fn agent_parent(sizes: &[usize], ticks: u64) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    println!("{:>6} {:>8} {:>16} {:>18} {:>14}", "VMs", "ticks", "CPU ms/tick", "CPU ms/tick/100VM", "peak RSS MB");
+    for &n in sizes {
+        let out = std::process::Command::new(&exe)
+            .args(["--log", "error", "bench", "agent", "--child", "--vms", &n.to_string(), "--ticks", &ticks.to_string()])
+            .output()
+            .context("running the benchmark child")?;
+        if !out.status.success() {
+            anyhow::bail!("benchmark child for {n} VMs failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+    Ok(())
+}
+
+fn agent_child(n: usize, ticks: u64) -> anyhow::Result<()> {
+    use fairwatt_collector::fixture;
+    use fairwatt_collector::sampler::{HostSampler, IntervalSource, SamplerConfig};
+    use fairwatt_collector::spool::{Spool, SpoolConfig};
+    use fairwatt_core::clock::{Clock, ManualClock};
+    use fairwatt_core::{HostId, Micros, Timestamp};
+
+    let dir = tempfile::tempdir()?;
+    let proc_root = dir.path().join("proc");
+    let sys_root = dir.path().join("sys");
+    let mut tree = fixture::proc::generate(&proc_root, &sys_root, n)?;
+    let pids: Vec<u32> = tree.vms().map(|v| v.pid).collect();
+    let rapl = fixture::rapl::PowercapTree::new(&sys_root)
+        .package(0, 1_000_000, &[("core", 500_000), ("uncore", 100_000), ("dram", 200_000)])
+        .package(1, 1_000_000, &[("core", 500_000), ("uncore", 100_000), ("dram", 200_000)])
+        .write()?;
+    let cfg = SamplerConfig {
+        host_id: HostId::new("bench")?,
+        interval: Micros::from_secs(1),
+        sysfs_root: sys_root.clone(),
+        procfs_root: proc_root.clone(),
+        dev_root: dir.path().join("dev"),
+        libvirt_dirs: vec![dir.path().join("libvirt")],
+        mapping: None,
+        nvml: false,
+        perf: false,
+    };
+    let mut sampler = HostSampler::new(cfg)?;
+    let mut spool = Spool::open(SpoolConfig { fsync: false, ..SpoolConfig::new(dir.path().join("spool")) })?;
+    let metrics = crate::agent::metrics::Metrics::new();
+    let clock = ManualClock::new(Timestamp::from_micros(1_700_000_000_000_000).context("time")?);
+    let mut cpu = 0.0;
+    let mut measured = 0u64;
+    let mut energy = 1_000_000u64;
+    for i in 0..=ticks {
+        // Make the host look alive between ticks; not part of the measured cost.
+        clock.advance(Micros::from_secs(1));
+        energy += 90_000_000;
+        rapl.set_energy("intel-rapl:0", energy)?;
+        for p in &pids {
+            tree.add_cpu_time(*p, 50, 5)?;
+        }
+        let t0 = thread_cpu_s();
+        let s = sampler.sample(clock.now());
+        if let Some(mut rec) = s.record {
+            rec.seq = i;
+            spool.append(&rec)?;
+            metrics.observe(&rec, &s.errors, 0.0, Some(spool.stats()));
+            let _ = metrics.encode();
+        }
+        if let Some(state) = sampler.snapshot() {
+            spool.save_state(&state)?;
+        }
+        let dt = thread_cpu_s() - t0;
+        if i > 0 {
+            cpu += dt;
+            measured += 1;
+        }
+    }
+    let per_tick_ms = cpu / measured.max(1) as f64 * 1e3;
+    println!(
+        "{:>6} {:>8} {:>16.3} {:>18.3} {:>14.1}",
+        n,
+        measured,
+        per_tick_ms,
+        per_tick_ms * 100.0 / n.max(1) as f64,
+        crate::agent::metrics::peak_rss() as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn sim(vms: usize, hours: f64) -> anyhow::Result<()> {
+    use fairwatt_collector::sim::{self, SimHost};
+    use fairwatt_core::Micros;
+    let mut sc = sim::scenario("mixed", 1, 7, crate::simulate::start_of_today())?;
+    let mut cfg = sc.hosts.remove(0);
+    cfg.vms = sim::scenario("mixed", 8, 7, cfg.start)?.hosts.into_iter().flat_map(|h| h.vms).take(vms).collect();
+    if cfg.vms.len() < vms {
+        anyhow::bail!("the mixed scenario has only {} VMs to draw from", cfg.vms.len());
+    }
+    cfg.interval = Micros::from_secs(1);
+    let mut host = SimHost::new(cfg, 7);
+    let steps = (hours * 3600.0) as u64;
+    let t0 = Instant::now();
+    let mut vm_steps = 0u64;
+    for _ in 0..steps {
+        vm_steps += host.step().vms.len() as u64;
+    }
+    let el = t0.elapsed().as_secs_f64();
+    println!("simulator: {steps} intervals of 1 s, {vms} VMs requested, {vm_steps} VM-intervals in {el:.3} s ({:.0} VM-intervals/s)", vm_steps as f64 / el);
+    Ok(())
+}
