@@ -84,13 +84,20 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    if let Some(state) = spool.as_ref().and_then(|s| s.load_state()) {
-        match source.restore(&state) {
-            Ok(()) => tracing::info!("resumed counters from the spool's saved state"),
-            Err(e) => tracing::warn!("could not resume from saved state, starting fresh: {e}"),
+    let mut next_seq = spool.as_ref().and_then(|s| s.last_seq()).map_or(0, |s| s + 1);
+    let mut previous_state: Option<Vec<u8>> = None;
+    if let Some(saved) = spool.as_ref().and_then(|s| s.load_state()) {
+        match resume_state(&saved, next_seq.checked_sub(1)) {
+            Some(state) => match source.restore(&state) {
+                Ok(()) => {
+                    tracing::info!("resumed counters from the spool's saved state");
+                    previous_state = Some(state);
+                }
+                Err(e) => tracing::warn!("could not resume from saved state, starting fresh: {e}"),
+            },
+            None => tracing::warn!("saved state does not match the spool's last interval; starting counters fresh"),
         }
     }
-    let mut next_seq = spool.as_ref().and_then(|s| s.last_seq()).map_or(0, |s| s + 1);
     let mut recorder = match &args.record {
         Some(p) => Some(TraceWriter::create(p, &source.header())?),
         None => None,
@@ -107,7 +114,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let fast = args.simulate.is_some() && args.fast;
     let step = interval.as_std();
     let mut deadline = Instant::now();
-    let mut last_errors: BTreeMap<&'static str, String> = BTreeMap::new();
+    let mut log_limit = LogLimiter::default();
     let mut done = 0u64;
     while !STOP.load(Ordering::SeqCst) && args.count.is_none_or(|c| done < c) {
         if !fast {
@@ -126,25 +133,25 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         let t0 = Instant::now();
         let sampled = source.sample(SystemClock.now());
         for e in &sampled.errors {
-            let msg = e.to_string();
-            // Log each distinct problem once, not every second.
-            if last_errors.get(e.sensor()) != Some(&msg) {
-                tracing::warn!("{msg}");
-                last_errors.insert(e.sensor(), msg);
-            }
+            log_limit.warn(e);
         }
         let Some(mut rec) = sampled.record else { continue };
         rec.seq = next_seq;
         next_seq += 1;
         if let Some(s) = spool.as_mut() {
-            if let Err(e) = s.append(&rec) {
-                tracing::error!("{e}");
-            }
-            if let Some(state) = source.snapshot()
-                && let Err(e) = s.save_state(&state)
+            // State first, tagged with the seq it follows, keeping the one before:
+            // whichever side of the append a crash hits, the restart finds the
+            // state that matches the spool's last record (see `resume_state`).
+            let current = source.snapshot();
+            if let Some(cur) = &current
+                && let Err(e) = s.save_state(&state_envelope(rec.seq, cur, previous_state.as_deref()))
             {
                 tracing::error!("{e}");
             }
+            if let Err(e) = s.append(&rec) {
+                tracing::error!("{e}");
+            }
+            previous_state = current;
         }
         if let Some(w) = recorder.as_mut() {
             w.write(&rec)?;
@@ -162,6 +169,67 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     eprintln!("fairwatt agent: stopped after {done} intervals");
     Ok(())
+}
+
+/// At most one log line per sensor per minute: a broken sensor fails every
+/// tick, and a flood of identical warnings hides everything else. Every error
+/// still counts in `fairwatt_sensor_errors_total`.
+#[derive(Default)]
+struct LogLimiter {
+    last: BTreeMap<&'static str, (Instant, u64)>,
+}
+
+impl LogLimiter {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn warn(&mut self, e: &fairwatt_collector::Error) {
+        let now = Instant::now();
+        match self.last.get_mut(e.sensor()) {
+            Some((at, suppressed)) if now.duration_since(*at) < Self::EVERY => *suppressed += 1,
+            Some((at, suppressed)) => {
+                tracing::warn!("{e} ({} similar {} errors in the last minute)", *suppressed, e.sensor());
+                *at = now;
+                *suppressed = 0;
+            }
+            None => {
+                tracing::warn!("{e}");
+                self.last.insert(e.sensor(), (now, 0));
+            }
+        }
+    }
+}
+
+/// `{"seq":N,"current":STATE,"previous":STATE|null}`: the source state after
+/// record N and after record N-1. Both states are JSON documents.
+fn state_envelope(seq: u64, current: &[u8], previous: Option<&[u8]>) -> Vec<u8> {
+    let mut out = format!("{{\"seq\":{seq},\"current\":").into_bytes();
+    out.extend_from_slice(current);
+    out.extend_from_slice(b",\"previous\":");
+    out.extend_from_slice(previous.unwrap_or(b"null"));
+    out.push(b'}');
+    out
+}
+
+/// Picks the saved state that matches the spool's last record: `current`
+/// when the crash came after the append, `previous` when it came between
+/// saving the state and appending. Anything else is stale: starting fresh
+/// loses the downtime interval but never counts energy twice.
+fn resume_state(saved: &[u8], last_seq: Option<u64>) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        seq: u64,
+        current: Box<serde_json::value::RawValue>,
+        previous: Option<Box<serde_json::value::RawValue>>,
+    }
+    let env: Envelope = serde_json::from_slice(saved).ok()?;
+    let last = last_seq?;
+    if env.seq == last {
+        Some(env.current.get().as_bytes().to_vec())
+    } else if env.seq == last + 1 {
+        env.previous.map(|p| p.get().as_bytes().to_vec())
+    } else {
+        None
+    }
 }
 
 fn sleep_until(deadline: Instant) {
@@ -220,6 +288,23 @@ fn once(source: &mut dyn IntervalSource, interval: Micros, format: OutputFormat,
         OutputFormat::Text => print!("{}", text_report(&rec)),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_picks_the_state_matching_the_spool() {
+        let env = state_envelope(7, br#"{"a":2}"#, Some(br#"{"a":1}"#));
+        assert_eq!(resume_state(&env, Some(7)).unwrap(), br#"{"a":2}"#);
+        assert_eq!(resume_state(&env, Some(6)).unwrap(), br#"{"a":1}"#);
+        assert_eq!(resume_state(&env, Some(3)), None);
+        assert_eq!(resume_state(&env, None), None);
+        let first = state_envelope(0, br#"{"a":0}"#, None);
+        assert_eq!(resume_state(&first, None), None);
+        assert_eq!(resume_state(b"garbage", Some(1)), None);
+    }
 }
 
 pub fn text_report(rec: &IntervalRecord) -> String {
