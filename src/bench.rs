@@ -25,6 +25,9 @@ pub enum BenchWhat {
         /// Ticks per size.
         #[arg(long, default_value_t = 200)]
         ticks: u64,
+        /// Use real processes on the real /proc (fake QEMU command lines) instead of a generated procfs.
+        #[arg(long)]
+        real: bool,
         /// Internal: measure one size in this process.
         #[arg(long, hide = true)]
         child: bool,
@@ -40,8 +43,8 @@ pub enum BenchWhat {
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     match a.what {
-        BenchWhat::Agent { vms, ticks, child: true } => agent_child(vms.first().copied().unwrap_or(10), ticks),
-        BenchWhat::Agent { vms, ticks, child: false } => agent_parent(&vms, ticks),
+        BenchWhat::Agent { vms, ticks, real, child: true } => agent_child(vms.first().copied().unwrap_or(10), ticks, real),
+        BenchWhat::Agent { vms, ticks, real, child: false } => agent_parent(&vms, ticks, real),
         BenchWhat::Sim { vms, hours } => sim(vms, hours),
     }
 }
@@ -55,12 +58,13 @@ fn thread_cpu_s() -> f64 {
     }
 }
 
-fn agent_parent(sizes: &[usize], ticks: u64) -> anyhow::Result<()> {
+fn agent_parent(sizes: &[usize], ticks: u64, real: bool) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     println!("{:>6} {:>8} {:>16} {:>18} {:>14}", "VMs", "ticks", "CPU ms/tick", "CPU ms/tick/100VM", "peak RSS MB");
     for &n in sizes {
         let out = std::process::Command::new(&exe)
             .args(["--log", "error", "bench", "agent", "--child", "--vms", &n.to_string(), "--ticks", &ticks.to_string()])
+            .args(real.then_some("--real"))
             .output()
             .context("running the benchmark child")?;
         if !out.status.success() {
@@ -71,7 +75,44 @@ fn agent_parent(sizes: &[usize], ticks: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn agent_child(n: usize, ticks: u64) -> anyhow::Result<()> {
+/// Real processes whose command lines look like libvirt's QEMU: a shell run
+/// under the name `qemu-system-x86_64`, sleeping. Killed on drop.
+struct FakeQemus(Vec<std::process::Child>);
+
+impl FakeQemus {
+    fn spawn(dir: &std::path::Path, n: usize) -> anyhow::Result<Self> {
+        let exe = dir.join("qemu-system-x86_64");
+        std::os::unix::fs::symlink("/bin/sh", &exe)?;
+        let mut kids = Vec::with_capacity(n);
+        for i in 0..n {
+            let child = std::process::Command::new(&exe)
+                // `; :` keeps the shell alive (no exec of sleep) so its cmdline stays.
+                .args(["-c", "sleep 100000; :", "-name"])
+                .arg(format!("guest=vm-{i},debug-threads=on"))
+                .args(["-uuid", &format!("be0c0000-0000-4000-8000-{i:012x}"), "-smp", "2", "-m", "1024"])
+                // Their sleeping children must not hold our stdout open.
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()?;
+            kids.push(child);
+        }
+        Ok(FakeQemus(kids))
+    }
+}
+
+impl Drop for FakeQemus {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            // The whole group would need setsid; killing the shell leaves its
+            // sleep to the reaper, which has no pipe of ours.
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn agent_child(n: usize, ticks: u64, real: bool) -> anyhow::Result<()> {
     use fairwatt_collector::fixture;
     use fairwatt_collector::sampler::{HostSampler, IntervalSource, SamplerConfig};
     use fairwatt_collector::spool::{Spool, SpoolConfig};
@@ -81,8 +122,10 @@ fn agent_child(n: usize, ticks: u64) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let proc_root = dir.path().join("proc");
     let sys_root = dir.path().join("sys");
-    let mut tree = fixture::proc::generate(&proc_root, &sys_root, n)?;
+    let mut tree = fixture::proc::generate(&proc_root, &sys_root, if real { 0 } else { n })?;
     let pids: Vec<u32> = tree.vms().map(|v| v.pid).collect();
+    let _qemus = if real { Some(FakeQemus::spawn(dir.path(), n)?) } else { None };
+    let proc_root = if real { "/proc".into() } else { proc_root };
     let rapl = fixture::rapl::PowercapTree::new(&sys_root)
         .package(0, 1_000_000, &[("core", 500_000), ("uncore", 100_000), ("dram", 200_000)])
         .package(1, 1_000_000, &[("core", 500_000), ("uncore", 100_000), ("dram", 200_000)])
@@ -102,7 +145,8 @@ fn agent_child(n: usize, ticks: u64) -> anyhow::Result<()> {
     let mut spool = Spool::open(SpoolConfig { fsync: false, ..SpoolConfig::new(dir.path().join("spool")) })?;
     let metrics = crate::agent::metrics::Metrics::new();
     let clock = ManualClock::new(Timestamp::from_micros(1_700_000_000_000_000).context("time")?);
-    let mut cpu = 0.0;
+    // sensors, resume state, spool append, metrics
+    let mut parts = [0.0f64; 4];
     let mut measured = 0u64;
     let mut energy = 1_000_000u64;
     for i in 0..=ticks {
@@ -115,29 +159,44 @@ fn agent_child(n: usize, ticks: u64) -> anyhow::Result<()> {
         }
         let t0 = thread_cpu_s();
         let s = sampler.sample(clock.now());
-        if let Some(mut rec) = s.record {
-            rec.seq = i;
-            spool.append(&rec)?;
-            metrics.observe(&rec, &s.errors, 0.0, Some(spool.stats()));
-            let _ = metrics.encode();
-        }
+        let t1 = thread_cpu_s();
         if let Some(state) = sampler.snapshot() {
             spool.save_state(&state)?;
         }
-        let dt = thread_cpu_s() - t0;
+        let t2 = thread_cpu_s();
+        let rec = s.record.map(|mut r| {
+            r.seq = i;
+            r
+        });
+        if let Some(r) = &rec {
+            spool.append(r)?;
+        }
+        let t3 = thread_cpu_s();
+        if let Some(r) = &rec {
+            metrics.observe(r, &s.errors, 0.0, Some(spool.stats()));
+        }
+        let t4 = thread_cpu_s();
         if i > 0 {
-            cpu += dt;
+            for (p, d) in parts.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2, t4 - t3]) {
+                *p += d;
+            }
             measured += 1;
         }
     }
+    let cpu: f64 = parts.iter().sum();
     let per_tick_ms = cpu / measured.max(1) as f64 * 1e3;
+    let ms = |x: f64| x / measured.max(1) as f64 * 1e3;
     println!(
-        "{:>6} {:>8} {:>16.3} {:>18.3} {:>14.1}",
+        "{:>6} {:>8} {:>16.3} {:>18.3} {:>14.1}   (sensors {:.3}, state {:.3}, spool {:.3}, metrics {:.3})",
         n,
         measured,
         per_tick_ms,
         per_tick_ms * 100.0 / n.max(1) as f64,
-        crate::agent::metrics::peak_rss() as f64 / 1e6
+        crate::agent::metrics::peak_rss() as f64 / 1e6,
+        ms(parts[0]),
+        ms(parts[1]),
+        ms(parts[2]),
+        ms(parts[3]),
     );
     Ok(())
 }

@@ -118,7 +118,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     }
     println!("\n   A CPU-time split bills GPU-heavy AI VMs for a fraction of their energy and");
     println!("   charges the difference to everyone else. fairwatt's attribution recovers the");
-    println!("   per-VM energy from workload features (next: `fairwatt attribute`).");
+    println!("   per-VM energy from workload features instead (the attribution stage).");
     println!("\nNext: run the agent on the simulated host:  fairwatt agent --simulate mixed --once --format text");
     Ok(())
 }

@@ -161,6 +161,9 @@ impl HostSampler {
         errors.extend(scan.errors);
         self.vms = scan.vms.into_iter().map(|v| (v.info.id.clone(), v)).collect();
         self.baselines.retain(|id, _| self.vms.contains_key(id));
+        // The readers hold files open between ticks: let go of stopped VMs'.
+        self.procs.retain(&self.vms.values().map(|v| v.pid).collect());
+        self.cgroups.retain(&self.vms.values().filter_map(|v| v.cgroup.clone()).collect());
         if let Some(p) = self.perf.as_mut() {
             let live: Vec<VmId> = self.vms.keys().cloned().collect();
             p.retain(&live);

@@ -92,14 +92,31 @@ fn held_files_see_progress_and_new_threads() {
     let s = r.read(4242).unwrap();
     assert_eq!((s.cpu_time_us, s.vcpu_time_us), (ticks_us(23), Some(ticks_us(20))));
     // A vCPU hot-plugged: the thread count in stat changes, so threads are listed again.
-    let mut bigger = FakeVm::new(4242, "web-1");
-    bigger.vcpus = 3;
-    bigger.start_time_ticks = Some(s.start_time_ticks);
-    h.tree.add_vm(&bigger).unwrap();
+    h.tree.add_thread(4242, 4300, "CPU 2/KVM").unwrap();
     h.tree.add_cpu_time(4242, 5, 0).unwrap();
     let s = r.read(4242).unwrap();
-    assert_eq!(s.threads.len(), 6);
-    assert_eq!(s.vcpu_time_us, Some(ticks_us(15)));
+    assert_eq!(s.threads, vec![4242, 4243, 4244, 4245, 4246, 4300]);
+    assert_eq!(s.vcpu_time_us, Some(ticks_us(30 + 5)));
+    // And unplugged: its time is no longer a vCPU's.
+    h.tree.remove_thread(4242, 4244).unwrap();
+    let s = r.read(4242).unwrap();
+    assert_eq!(s.threads, vec![4242, 4243, 4245, 4246, 4300]);
+    assert_eq!(s.vcpu_time_us, Some(ticks_us(15 + 5)));
+    assert_eq!(s.cpu_time_us, ticks_us(35 + 3));
+}
+
+#[test]
+fn vcpu_time_falls_back_to_stat_without_schedstat() {
+    let mut h = Host::new(CgroupLayout::V2);
+    h.tree.add_vm(&FakeVm::new(500, "old-kernel")).unwrap();
+    h.tree.add_cpu_time(500, 7, 0).unwrap();
+    for tid in [502, 503] {
+        std::fs::remove_file(h.tree.proc_root().join(format!("500/task/{tid}/schedstat"))).unwrap();
+    }
+    let r = ProcReader::new(h.tree.proc_root());
+    assert_eq!(r.read(500).unwrap().vcpu_time_us, Some(ticks_us(14)));
+    h.tree.add_cpu_time(500, 1, 0).unwrap();
+    assert_eq!(r.read(500).unwrap().vcpu_time_us, Some(ticks_us(16)));
 }
 
 #[test]

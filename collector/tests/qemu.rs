@@ -105,3 +105,43 @@ fn discovers_and_samples_real_qemu() {
     assert_eq!(left.len(), 2);
     assert!(left.iter().all(|v| v.pid != gone.pid));
 }
+
+/// The cgroup reader on this host's real cgroup filesystem, with the files
+/// held open between reads: this test process's own cgroup.
+#[test]
+fn reads_the_real_cgroup_of_this_process() {
+    use fairwatt_collector::proc::{CgroupReader, CgroupRef, CgroupVersion};
+    let Ok(text) = std::fs::read_to_string("/proc/self/cgroup") else {
+        eprintln!("skipping: no /proc/self/cgroup");
+        return;
+    };
+    let mut refs = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        if let (Some(id), Some(ctrl), Some(path)) = (parts.next(), parts.next(), parts.next()) {
+            if id == "0" && ctrl.is_empty() {
+                refs.push(CgroupRef { version: CgroupVersion::V2, path: path.to_string() });
+            } else if ctrl.split(',').any(|c| c == "cpuacct") {
+                refs.push(CgroupRef { version: CgroupVersion::V1, path: path.to_string() });
+            }
+        }
+    }
+    let reader = CgroupReader::new(std::path::Path::new("/sys"));
+    eprintln!("{}", reader.status());
+    let mut read_any = false;
+    for cg in &refs {
+        let Ok(a) = reader.read(cg) else { continue };
+        let Some(before) = a.cpu_usage_us else { continue };
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(0u64);
+        }
+        let after = reader.read(cg).unwrap().cpu_usage_us.unwrap();
+        assert!(after >= before, "{cg:?}: {before} then {after}");
+        eprintln!("{cg:?}: cpu {before} -> {after} us, memory {:?}", a.memory_bytes);
+        read_any = true;
+    }
+    if !read_any {
+        eprintln!("skipping: none of this process's cgroups ({refs:?}) has CPU accounting here");
+    }
+}

@@ -47,9 +47,25 @@ pub struct Metrics {
     state: Mutex<State>,
 }
 
+/// One VM's series, looked up once and then updated with plain atomics:
+/// a family lookup hashes and clones the label set, which at hundreds of
+/// VMs per tick is most of the metrics cost.
+struct VmSeries {
+    labels: Labels,
+    cpu: Counter<f64, AtomicU64>,
+    task_clock: Counter<f64, AtomicU64>,
+    cycles: Counter<f64, AtomicU64>,
+    instructions: Counter<f64, AtomicU64>,
+    cache_misses: Counter<f64, AtomicU64>,
+    io_read: Counter<f64, AtomicU64>,
+    io_write: Counter<f64, AtomicU64>,
+    rss: Gauge<f64, AtomicU64>,
+    seen: bool,
+}
+
 #[derive(Default)]
 struct State {
-    vm_labels: BTreeSet<Labels>,
+    vms: std::collections::HashMap<String, VmSeries>,
     gpu_labels: BTreeSet<Labels>,
     agent_cpu_s: f64,
     dropped_j: f64,
@@ -119,45 +135,67 @@ impl Metrics {
             }
         }
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut live = BTreeSet::new();
         let mut live_gpu = BTreeSet::new();
+        for v in st.vms.values_mut() {
+            v.seen = false;
+        }
         for vm in &rec.vms {
             let tenant = vm.tenant.as_ref().map(|t| t.as_str()).unwrap_or("");
-            let labels = l(&[("vm", vm.vm.as_str()), ("name", &vm.name), ("tenant", tenant)]);
-            let f = &vm.features;
-            self.vm_cpu.get_or_create(&labels).inc_by(f.cpu_time_us as f64 / 1e6);
-            let opt = |fam: &FCounter, v: Option<u64>, scale: f64| {
-                if let Some(v) = v {
-                    fam.get_or_create(&labels).inc_by(v as f64 * scale);
+            let stale = st.vms.get(vm.vm.as_str()).is_none_or(|s| s.labels[1].1 != vm.name || s.labels[2].1 != tenant);
+            if stale {
+                if let Some(old) = st.vms.remove(vm.vm.as_str()) {
+                    self.forget(&old.labels);
                 }
-            };
-            opt(&self.vm_task_clock, f.task_clock_ns, 1e-9);
-            opt(&self.vm_cycles, f.cycles, 1.0);
-            opt(&self.vm_instructions, f.instructions, 1.0);
-            opt(&self.vm_cache_misses, f.cache_misses, 1.0);
-            opt(&self.vm_io_read, f.io_read_bytes, 1.0);
-            opt(&self.vm_io_write, f.io_write_bytes, 1.0);
+                let labels = l(&[("vm", vm.vm.as_str()), ("name", &vm.name), ("tenant", tenant)]);
+                let series = VmSeries {
+                    cpu: self.vm_cpu.get_or_create(&labels).clone(),
+                    task_clock: self.vm_task_clock.get_or_create(&labels).clone(),
+                    cycles: self.vm_cycles.get_or_create(&labels).clone(),
+                    instructions: self.vm_instructions.get_or_create(&labels).clone(),
+                    cache_misses: self.vm_cache_misses.get_or_create(&labels).clone(),
+                    io_read: self.vm_io_read.get_or_create(&labels).clone(),
+                    io_write: self.vm_io_write.get_or_create(&labels).clone(),
+                    rss: self.vm_rss.get_or_create(&labels).clone(),
+                    labels,
+                    seen: false,
+                };
+                st.vms.insert(vm.vm.as_str().to_string(), series);
+            }
+            let Some(s) = st.vms.get_mut(vm.vm.as_str()) else { continue };
+            s.seen = true;
+            let f = &vm.features;
+            s.cpu.inc_by(f.cpu_time_us as f64 / 1e6);
+            for (c, v, scale) in [
+                (&s.task_clock, f.task_clock_ns, 1e-9),
+                (&s.cycles, f.cycles, 1.0),
+                (&s.instructions, f.instructions, 1.0),
+                (&s.cache_misses, f.cache_misses, 1.0),
+                (&s.io_read, f.io_read_bytes, 1.0),
+                (&s.io_write, f.io_write_bytes, 1.0),
+            ] {
+                if let Some(v) = v {
+                    c.inc_by(v as f64 * scale);
+                }
+            }
             if let Some(rss) = f.rss_bytes {
-                self.vm_rss.get_or_create(&labels).set(rss as f64);
+                s.rss.set(rss as f64);
             }
             for g in &f.gpus {
-                let mut gl = labels.clone();
+                let mut gl = s.labels.clone();
                 gl.push(("gpu".into(), g.gpu.to_string()));
                 self.vm_gpu_util.get_or_create(&gl).set(g.sm_util_pct as f64 / 100.0);
                 live_gpu.insert(gl);
             }
-            live.insert(labels);
         }
-        for gone in st.vm_labels.difference(&live) {
-            for fam in [&self.vm_cpu, &self.vm_task_clock, &self.vm_cycles, &self.vm_instructions, &self.vm_cache_misses, &self.vm_io_read, &self.vm_io_write] {
-                fam.remove(gone);
+        let gone: Vec<String> = st.vms.iter().filter(|(_, s)| !s.seen).map(|(k, _)| k.clone()).collect();
+        for k in gone {
+            if let Some(old) = st.vms.remove(&k) {
+                self.forget(&old.labels);
             }
-            self.vm_rss.remove(gone);
         }
         for gone in st.gpu_labels.difference(&live_gpu) {
             self.vm_gpu_util.remove(gone);
         }
-        st.vm_labels = live;
         st.gpu_labels = live_gpu;
         self.vms.set(rec.vms.len() as i64);
         for e in errors {
@@ -181,6 +219,14 @@ impl Metrics {
                 st.dropped_j = dropped;
             }
         }
+    }
+
+    /// Removes a vanished VM's series so dashboards do not show ghosts.
+    fn forget(&self, labels: &Labels) {
+        for fam in [&self.vm_cpu, &self.vm_task_clock, &self.vm_cycles, &self.vm_instructions, &self.vm_cache_misses, &self.vm_io_read, &self.vm_io_write] {
+            fam.remove(labels);
+        }
+        self.vm_rss.remove(labels);
     }
 
     pub fn encode(&self) -> String {
@@ -218,5 +264,52 @@ pub fn peak_rss() -> u64 {
     unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();
         if libc::getrusage(libc::RUSAGE_SELF, &mut ru) == 0 { ru.ru_maxrss as u64 * 1024 } else { 0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fairwatt_core::{Domain, DomainEnergy, Energy, HostId, Micros, Timestamp, VmFeatures, VmId, VmRecord};
+
+    fn rec(vms: &[(&str, &str)]) -> IntervalRecord {
+        let start = Timestamp::from_micros(1_700_000_000_000_000).unwrap();
+        IntervalRecord {
+            host: HostId::new("h").unwrap(),
+            seq: 0,
+            start,
+            end: start.plus(Micros::from_secs(2)),
+            domains: [(Domain::package(0), DomainEnergy::ok(Energy::from_uj(200_000_000)))].into(),
+            vms: vms
+                .iter()
+                .map(|(id, name)| VmRecord {
+                    vm: VmId::new(*id).unwrap(),
+                    name: name.to_string(),
+                    tenant: None,
+                    flavor: None,
+                    perf: Default::default(),
+                    features: VmFeatures { cpu_time_us: 1_500_000, rss_bytes: Some(4096), ..Default::default() },
+                    truth: None,
+                })
+                .collect(),
+            truth: None,
+        }
+    }
+
+    #[test]
+    fn counts_and_forgets_vanished_or_renamed_vms() {
+        let m = Metrics::new();
+        m.observe(&rec(&[("a", "web"), ("b", "db")]), &[], 0.001, None);
+        m.observe(&rec(&[("a", "web"), ("b", "db")]), &[], 0.001, None);
+        let text = m.encode();
+        assert!(text.contains("fairwatt_host_energy_joules_total{domain=\"package-0\"} 400.0"), "{text}");
+        assert!(text.contains("fairwatt_host_power_watts{domain=\"package-0\"} 100.0"), "{text}");
+        assert!(text.contains("fairwatt_vm_cpu_seconds_total{vm=\"a\",name=\"web\",tenant=\"\"} 3.0"), "{text}");
+        m.observe(&rec(&[("a", "web-renamed")]), &[], 0.001, None);
+        let text = m.encode();
+        assert!(!text.contains("vm=\"b\""), "vanished VM still exported:\n{text}");
+        assert!(!text.contains("name=\"web\""), "old name still exported:\n{text}");
+        assert!(text.contains("fairwatt_vm_cpu_seconds_total{vm=\"a\",name=\"web-renamed\",tenant=\"\"} 1.5"), "{text}");
+        assert!(text.contains("fairwatt_vms 1"));
     }
 }

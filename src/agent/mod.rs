@@ -64,8 +64,22 @@ pub fn print_sensors(statuses: &[SensorStatus]) {
     }
 }
 
+/// The readers keep per-VM files open between ticks (a budget of a fraction
+/// of the soft limit); a large host needs more than the usual 1024.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = rl.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        }
+    }
+}
+
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let cfg = args.resolve()?;
+    raise_fd_limit();
     let interval = Micros((cfg.interval_s * 1e6).round() as u64);
     let mut source = build_source(&args, &cfg, interval)?;
     let statuses = source.status();

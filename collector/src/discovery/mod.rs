@@ -17,7 +17,7 @@ pub mod cmdline;
 pub mod libvirt;
 pub mod mapping;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use fairwatt_core::{Flavor, SensorStatus, TenantId, VmId, VmInfo};
@@ -96,7 +96,15 @@ pub struct Discovery {
     // scan is cheap; mtime and size alone miss quick same-size rewrites.
     xml_cache: HashMap<PathBuf, CachedXml>,
     last: Option<Summary>,
+    // PIDs whose command line was not QEMU's on two scans in a row: the
+    // process has long finished any exec (libvirt forks, then execs QEMU),
+    // so rescans skip it. Forgotten when the PID disappears, and every
+    // FULL_SCAN_EVERY scans, so a PID reused by a new QEMU is found.
+    not_qemu: HashMap<u32, bool>,
+    scans: u64,
 }
+
+const FULL_SCAN_EVERY: u64 = 30;
 
 impl Discovery {
     /// Loads the mapping file, if any: a missing or malformed one is an
@@ -106,7 +114,7 @@ impl Discovery {
             Some(p) => Mapping::load(p)?,
             None => Mapping::default(),
         };
-        Ok(Discovery { proc: ProcReader::new(&cfg.procfs_root), cfg, mapping, xml_cache: HashMap::new(), last: None })
+        Ok(Discovery { proc: ProcReader::new(&cfg.procfs_root), cfg, mapping, xml_cache: HashMap::new(), last: None, not_qemu: HashMap::new(), scans: 0 })
     }
 
     pub fn config(&self) -> &DiscoveryConfig {
@@ -135,20 +143,33 @@ impl Discovery {
             c.seen = false;
         }
         let mut with_xml = 0;
+        if self.scans % FULL_SCAN_EVERY == 0 {
+            self.not_qemu.clear();
+        }
+        self.scans += 1;
+        let mut live = HashSet::with_capacity(self.not_qemu.len() + 64);
         for entry in entries.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            live.insert(pid);
+            if self.not_qemu.get(&pid) == Some(&true) {
+                continue;
+            }
             match self.probe(pid, &mut scan.errors) {
                 Ok(Some((vm, had_xml))) => {
                     with_xml += usize::from(had_xml);
                     scan.vms.push(vm);
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    let twice = self.not_qemu.contains_key(&pid);
+                    self.not_qemu.insert(pid, twice);
+                }
                 // Exited while we looked: it simply is not running.
                 Err(e) if e.is_not_found() => {}
                 Err(e) => scan.errors.push(e),
             }
         }
         self.xml_cache.retain(|_, c| c.seen);
+        self.not_qemu.retain(|p, _| live.contains(p));
 
         // Two processes with one UUID (an incoming migration on the same
         // host, a stale process): keep the older, which holds the guest.

@@ -5,9 +5,13 @@
 //! main thread into `libvirt/emulator` and vCPU threads into `libvirt/vcpuN`
 //! below it; the scope counts them all, so that is the cgroup we keep.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use fairwatt_core::SensorStatus;
+
+use super::handle::Src;
 
 use crate::error::{Error, Result};
 use crate::fsutil::{parse_u64, truncate};
@@ -84,12 +88,43 @@ pub fn machine_scope(path: &str) -> Option<String> {
 }
 
 /// Reads cgroup statistics under a sysfs root (`/sys` on a host).
+///
+/// On a real cgroup filesystem the statistics files stay open between
+/// reads (a `pread` instead of open+read+close; a removed cgroup's files
+/// then fail with ENODEV); call [`CgroupReader::retain`] after discovery.
 pub struct CgroupReader {
     cgroup_root: PathBuf,
     v2_base: PathBuf,
     cpuacct_base: PathBuf,
     memory_base: PathBuf,
+    hold_v2: bool,
+    hold_v1: bool,
+    max_held_fds: usize,
+    cache: Mutex<(HashMap<CgroupRef, Files>, usize)>,
 }
+
+/// One statistics file of a cgroup.
+struct StatFile {
+    dir: PathBuf,
+    /// `None`: the file does not exist (controller not enabled).
+    src: Option<Src>,
+    /// A missing `dir` means the cgroup is gone (rather than a controller unmounted).
+    primary: bool,
+}
+
+struct Files {
+    cpu: StatFile,
+    mem: StatFile,
+    buf: Vec<u8>,
+}
+
+impl Files {
+    fn fds(&self) -> usize {
+        [&self.cpu, &self.mem].iter().filter(|f| f.src.as_ref().is_some_and(Src::is_held)).count()
+    }
+}
+
+const MAX_CACHED: usize = 16_384;
 
 impl CgroupReader {
     /// Looks at the layout once: the v2 hierarchy is `fs/cgroup/unified` on a
@@ -104,7 +139,18 @@ impl CgroupReader {
             .map(|d| cg.join(d))
             .find(|p| p.is_dir())
             .unwrap_or_else(|| cg.join("cpuacct"));
-        CgroupReader { memory_base: cg.join("memory"), cgroup_root: cg, v2_base, cpuacct_base }
+        const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+        const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+        CgroupReader {
+            hold_v2: super::fs_magic(&v2_base) == Some(CGROUP2_SUPER_MAGIC),
+            hold_v1: super::fs_magic(&cpuacct_base) == Some(CGROUP_SUPER_MAGIC),
+            memory_base: cg.join("memory"),
+            cgroup_root: cg,
+            v2_base,
+            cpuacct_base,
+            max_held_fds: super::fd_budget() / 2,
+            cache: Mutex::new((HashMap::new(), 0)),
+        }
     }
 
     /// Which hierarchies exist, for the agent's start-up report.
@@ -132,28 +178,107 @@ impl CgroupReader {
     /// A missing statistics file is `None`; a missing cgroup (the VM
     /// stopped) is an error whose [`Error::is_not_found`] is true.
     pub fn read(&self, cg: &CgroupRef) -> Result<CgroupStats> {
-        let bad_path = || Error::parse(SENSOR, &self.cgroup_root, format!("cgroup path {:?} is not an absolute path inside the hierarchy", truncate(&cg.path, 80)));
-        match cg.version {
-            CgroupVersion::V2 => {
-                let dir = join_rel(&self.v2_base, &cg.path).ok_or_else(bad_path)?;
-                let cpu = optional(&dir, &dir.join("cpu.stat"), |s| usage_usec(s))?;
-                let mem = optional(&dir, &dir.join("memory.current"), |s| parse_u64(s.trim()).ok_or("expected an unsigned integer"))?;
-                Ok(CgroupStats { cpu_usage_us: cpu, memory_bytes: mem })
-            }
-            CgroupVersion::V1 => {
-                let cpu_dir = join_rel(&self.cpuacct_base, &cg.path).ok_or_else(bad_path)?;
-                let cpu_ns = optional(&cpu_dir, &cpu_dir.join("cpuacct.usage"), |s| parse_u64(s.trim()).ok_or("expected an unsigned integer"))?;
-                let mem_dir = join_rel(&self.memory_base, &cg.path).ok_or_else(bad_path)?;
-                // The memory controller may be unmounted while cpuacct is there.
-                let mem = if mem_dir.is_dir() {
-                    optional(&mem_dir, &mem_dir.join("memory.usage_in_bytes"), |s| parse_u64(s.trim()).ok_or("expected an unsigned integer"))?
-                } else {
-                    None
-                };
-                Ok(CgroupStats { cpu_usage_us: cpu_ns.map(|ns| ns / 1000), memory_bytes: mem })
+        let taken = {
+            let mut c = self.lock();
+            let f = c.0.remove(cg);
+            c.1 = c.1.saturating_sub(f.as_ref().map_or(0, Files::fds));
+            f
+        };
+        let mut files = match taken {
+            Some(f) => f,
+            None => self.open(cg)?,
+        };
+        let mut buf = std::mem::take(&mut files.buf);
+        let cpu = read_stat(&mut files.cpu, &mut buf, |s| match cg.version {
+            CgroupVersion::V2 => usage_usec(s),
+            CgroupVersion::V1 => parse_u64(s.trim()).map(|ns| ns / 1000).ok_or("expected an unsigned integer"),
+        })?;
+        let mem = read_stat(&mut files.mem, &mut buf, |s| parse_u64(s.trim()).ok_or("expected an unsigned integer"))?;
+        files.buf = buf;
+        let mut c = self.lock();
+        if c.0.len() >= MAX_CACHED {
+            c.0.clear();
+            c.1 = 0;
+        }
+        if c.1 + files.fds() > self.max_held_fds {
+            for f in [&mut files.cpu, &mut files.mem] {
+                if let Some(s) = &mut f.src {
+                    s.unhold();
+                }
             }
         }
+        c.1 += files.fds();
+        c.0.insert(cg.clone(), files);
+        Ok(CgroupStats { cpu_usage_us: cpu, memory_bytes: mem })
     }
+
+    /// Forgets (and closes the files of) cgroups not in `live`.
+    pub fn retain(&self, live: &HashSet<CgroupRef>) {
+        let mut c = self.lock();
+        c.0.retain(|cg, _| live.contains(cg));
+        c.1 = c.0.values().map(Files::fds).sum();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<CgroupRef, Files>, usize)> {
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn open(&self, cg: &CgroupRef) -> Result<Files> {
+        let bad_path = || Error::parse(SENSOR, &self.cgroup_root, format!("cgroup path {:?} is not an absolute path inside the hierarchy", truncate(&cg.path, 80)));
+        let (cpu_dir, cpu_file, mem_dir, mem_file, hold) = match cg.version {
+            CgroupVersion::V2 => {
+                let dir = join_rel(&self.v2_base, &cg.path).ok_or_else(bad_path)?;
+                (dir.clone(), "cpu.stat", dir, "memory.current", self.hold_v2)
+            }
+            CgroupVersion::V1 => {
+                let cpu = join_rel(&self.cpuacct_base, &cg.path).ok_or_else(bad_path)?;
+                let mem = join_rel(&self.memory_base, &cg.path).ok_or_else(bad_path)?;
+                (cpu, "cpuacct.usage", mem, "memory.usage_in_bytes", self.hold_v1)
+            }
+        };
+        let open = |dir: PathBuf, file: &str, primary: bool| -> Result<StatFile> {
+            let path = dir.join(file);
+            match Src::open(path.clone(), hold) {
+                Ok(src) => Ok(StatFile { dir, src: Some(src), primary }),
+                Err(e) => {
+                    absent_or_gone(&dir, &path, primary, e)?;
+                    Ok(StatFile { dir, src: None, primary })
+                }
+            }
+        };
+        Ok(Files { cpu: open(cpu_dir, cpu_file, true)?, mem: open(mem_dir, mem_file, false)?, buf: Vec::new() })
+    }
+}
+
+/// Reads and parses one statistics file; see [`CgroupReader::read`].
+fn read_stat(f: &mut StatFile, buf: &mut Vec<u8>, parse: impl Fn(&str) -> Result<u64, &'static str>) -> Result<Option<u64>> {
+    let Some(src) = &f.src else { return Ok(None) };
+    match src.read(buf) {
+        Ok(n) => {
+            let text = std::str::from_utf8(&buf[..n]).map_err(|_| Error::parse(SENSOR, src.path(), "not valid UTF-8"))?;
+            parse(text).map(Some).map_err(|m| Error::parse(SENSOR, src.path(), format!("{m}: {:?}", truncate(text.trim(), 40))))
+        }
+        Err(e) => {
+            let path = src.path().to_path_buf();
+            absent_or_gone(&f.dir, &path, f.primary, e)?;
+            f.src = None;
+            Ok(None)
+        }
+    }
+}
+
+/// Sorts out a failure to open or read a statistics file: `Ok` if only the
+/// file is missing, not-found if the cgroup is gone, else the error.
+fn absent_or_gone(dir: &Path, file: &Path, primary: bool, e: std::io::Error) -> Result<()> {
+    // A held file of a removed cgroup reads ENODEV.
+    let missing = e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV);
+    if !missing {
+        return Err(Error::io(SENSOR, file, e));
+    }
+    if primary && !dir.is_dir() {
+        return Err(Error::io(SENSOR, dir, std::io::Error::new(std::io::ErrorKind::NotFound, "cgroup removed")));
+    }
+    Ok(())
 }
 
 fn join_rel(base: &Path, path: &str) -> Option<PathBuf> {
@@ -172,23 +297,6 @@ pub fn usage_usec(s: &str) -> Result<u64, &'static str> {
         }
     }
     Err("no usage_usec line")
-}
-
-/// Reads and parses a statistics file: `None` if the file is missing but
-/// the cgroup directory exists, not-found if the directory is gone too.
-fn optional<T>(dir: &Path, file: &Path, parse: impl Fn(&str) -> Result<T, &'static str>) -> Result<Option<T>> {
-    match std::fs::read_to_string(file) {
-        Ok(s) => parse(&s).map(Some).map_err(|m| Error::parse(SENSOR, file, format!("{m}: {:?}", truncate(s.trim(), 40)))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if dir.is_dir() {
-                Ok(None)
-            } else {
-                Err(Error::io(SENSOR, dir, e))
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(Error::parse(SENSOR, file, "not valid UTF-8")),
-        Err(e) => Err(Error::io(SENSOR, file, e)),
-    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 pub use cgroup::{CgroupReader, CgroupRef, CgroupStats, CgroupVersion};
 
-use self::handle::{Handle, Src};
+use self::handle::{Handle, Src, Vcpu};
 
 use crate::error::{Error, Result};
 
@@ -28,8 +28,10 @@ const SENSOR: &str = "procfs";
 pub struct ProcStats {
     /// User + system time of all threads of the process, µs.
     pub cpu_time_us: u64,
-    /// User + system time of the threads QEMU named `CPU N/KVM` (with
+    /// Run time of the threads QEMU named `CPU N/KVM` (with
     /// `debug-threads=on`), µs; `None` when no thread carries such a name.
+    /// Taken from their `schedstat` (ns) where the kernel has it, so it may
+    /// exceed `cpu_time_us` (whole clock ticks) by up to a tick; subtract saturating.
     pub vcpu_time_us: Option<u64>,
     pub rss_bytes: u64,
     /// Bytes read from storage (`/proc/PID/io`); `None` when the file is not
@@ -74,7 +76,7 @@ struct Cache {
 /// Reads [`ProcStats`] of processes under a procfs root.
 ///
 /// It remembers, per PID, the process's files and which threads are vCPUs,
-/// so a tick costs a few `pread`s per VM (see [`handle`]); call
+/// so a tick costs a few `pread`s per VM (see `proc/handle.rs`); call
 /// [`ProcReader::retain`] after discovery so stopped VMs are forgotten.
 pub struct ProcReader {
     root: PathBuf,
@@ -186,8 +188,14 @@ impl ProcReader {
     }
 
     fn sample(&self, pid: u32, h: &mut Handle) -> Result<ProcStats> {
-        let mut buf = Vec::with_capacity(1024);
-        let st = read_stat(&h.stat, &mut buf)?;
+        let mut buf = std::mem::take(&mut h.buf);
+        let r = self.sample_with(pid, h, &mut buf);
+        h.buf = buf;
+        r
+    }
+
+    fn sample_with(&self, pid: u32, h: &mut Handle, buf: &mut Vec<u8>) -> Result<ProcStats> {
+        let st = stat::parse_stat(read_text(&h.stat, buf)?).map_err(|m| Error::parse(SENSOR, h.stat.path(), m))?;
         if h.reads > 0 && st.start_time_ticks != h.start_time_ticks {
             // Only when reading by path: the PID now names another process.
             h.reset_threads();
@@ -195,14 +203,12 @@ impl ProcReader {
         h.start_time_ticks = st.start_time_ticks;
         let cpu_time_us = self.ticks_to_us(st.utime_ticks.saturating_add(st.stime_ticks));
         let rss_bytes = st.rss_pages.saturating_mul(self.page_size);
-        let num_threads = st.num_threads;
-        let start_time_ticks = st.start_time_ticks;
+        let (num_threads, start_time_ticks) = (st.num_threads, st.start_time_ticks);
 
         let mut io_bytes = (None, None);
         if let Some(src) = &h.io {
-            match src.read(&mut buf).map_err(|e| io_err(src.path(), e)) {
-                Ok(()) => {
-                    let text = std::str::from_utf8(&buf).map_err(|_| Error::parse(SENSOR, src.path(), "not valid UTF-8"))?;
+            match read_text(src, buf) {
+                Ok(text) => {
                     let (r, w) = stat::parse_io(text).map_err(|m| Error::parse(SENSOR, src.path(), m))?;
                     io_bytes = (Some(r), Some(w));
                 }
@@ -213,30 +219,35 @@ impl ProcReader {
         }
 
         if h.reads % RELIST_EVERY == 0 || num_threads != h.num_threads {
-            self.relist(pid, h, &mut buf)?;
+            self.relist(pid, h, buf)?;
             h.num_threads = num_threads;
         }
-        let mut vcpu_ticks: Option<u64> = None;
+        let mut vcpu_ns: Option<u64> = None;
         let mut gone = Vec::new();
-        for (tid, src) in &h.vcpus {
-            match read_stat(src, &mut buf) {
-                Ok(t) if stat::is_vcpu_comm(t.comm) => {
-                    vcpu_ticks = Some(vcpu_ticks.unwrap_or(0).saturating_add(t.utime_ticks.saturating_add(t.stime_ticks)));
+        for v in &h.vcpus {
+            let ns = match read_text(&v.src, buf) {
+                Ok(text) if v.schedstat => stat::parse_schedstat(text).map_err(|m| Error::parse(SENSOR, v.src.path(), m))?,
+                Ok(text) => {
+                    let t = stat::parse_stat(text).map_err(|m| Error::parse(SENSOR, v.src.path(), m))?;
+                    self.ticks_to_us(t.utime_ticks.saturating_add(t.stime_ticks)).saturating_mul(1000)
                 }
-                Ok(_) => gone.push(*tid),
                 // A vCPU unplugged since the thread list was read.
-                Err(e) if e.is_not_found() => gone.push(*tid),
+                Err(e) if e.is_not_found() => {
+                    gone.push(v.tid);
+                    continue;
+                }
                 Err(e) => return Err(e),
-            }
+            };
+            vcpu_ns = Some(vcpu_ns.unwrap_or(0).saturating_add(ns));
         }
         if !gone.is_empty() {
-            h.vcpus.retain(|(t, _)| !gone.contains(t));
+            h.vcpus.retain(|v| !gone.contains(&v.tid));
             h.threads.retain(|t| !gone.contains(t));
         }
         h.reads = h.reads.wrapping_add(1);
         Ok(ProcStats {
             cpu_time_us,
-            vcpu_time_us: vcpu_ticks.map(|t| self.ticks_to_us(t)),
+            vcpu_time_us: vcpu_ns.map(|ns| ns / 1000),
             rss_bytes,
             io_read_bytes: io_bytes.0,
             io_write_bytes: io_bytes.1,
@@ -245,7 +256,9 @@ impl ProcReader {
         })
     }
 
-    /// Reads the thread list and finds the vCPU threads among threads not seen before.
+    /// Reads the thread list and finds the vCPU threads among threads not
+    /// seen before; their `schedstat` (exact run time) is kept open where the
+    /// kernel has it, else their `stat`.
     fn relist(&self, pid: u32, h: &mut Handle, buf: &mut Vec<u8>) -> Result<()> {
         let task_dir = self.root.join(pid.to_string()).join("task");
         let entries = std::fs::read_dir(&task_dir).map_err(|e| io_err(&task_dir, e))?;
@@ -255,25 +268,33 @@ impl ProcReader {
             h.non_vcpu.clear();
         }
         h.non_vcpu.retain(|t| threads.binary_search(t).is_ok());
-        h.vcpus.retain(|(t, _)| threads.binary_search(t).is_ok());
+        h.vcpus.retain(|v| threads.binary_search(&v.tid).is_ok());
         for &tid in &threads {
-            if h.non_vcpu.contains(&tid) || h.vcpus.iter().any(|(t, _)| *t == tid) {
+            if h.non_vcpu.contains(&tid) || h.vcpus.iter().any(|v| v.tid == tid) {
                 continue;
             }
-            let src = match Src::open(task_dir.join(tid.to_string()).join("stat"), self.hold_files) {
-                Ok(s) => s,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(&task_dir.join(tid.to_string()).join("stat"), e)),
-            };
-            match read_stat(&src, buf) {
-                Ok(t) if stat::is_vcpu_comm(t.comm) => h.vcpus.push((tid, src)),
-                Ok(_) => {
-                    h.non_vcpu.insert(tid);
-                }
+            let dir = task_dir.join(tid.to_string());
+            let stat_src = Src::Path(dir.join("stat"));
+            let is_vcpu = match read_text(&stat_src, buf) {
+                Ok(text) => stat::is_vcpu_comm(stat::parse_stat(text).map_err(|m| Error::parse(SENSOR, stat_src.path(), m))?.comm),
                 // A thread exiting between readdir and read is normal.
-                Err(e) if e.is_not_found() => {}
+                Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e),
+            };
+            if !is_vcpu {
+                h.non_vcpu.insert(tid);
+                continue;
             }
+            let sched = Src::open(dir.join("schedstat"), self.hold_files).ok();
+            let sched = sched.filter(|s| read_text(s, buf).ok().is_some_and(|t| stat::parse_schedstat(t).is_ok()));
+            let vcpu = match sched {
+                Some(src) => Vcpu { tid, src, schedstat: true },
+                None => match Src::open(dir.join("stat"), self.hold_files) {
+                    Ok(src) => Vcpu { tid, src, schedstat: false },
+                    Err(_) => continue,
+                },
+            };
+            h.vcpus.push(vcpu);
         }
         h.threads = threads;
         Ok(())
@@ -284,32 +305,40 @@ impl ProcReader {
     }
 }
 
-fn read_stat<'b>(src: &Src, buf: &'b mut Vec<u8>) -> Result<stat::Stat<'b>> {
-    src.read(buf).map_err(|e| io_err(src.path(), e))?;
-    let text = std::str::from_utf8(buf).map_err(|_| Error::parse(SENSOR, src.path(), "not valid UTF-8"))?;
-    stat::parse_stat(text).map_err(|m| Error::parse(SENSOR, src.path(), m))
+/// Reads a file and checks it is text.
+fn read_text<'b>(src: &Src, buf: &'b mut Vec<u8>) -> Result<&'b str> {
+    let n = src.read(buf).map_err(|e| io_err(src.path(), e))?;
+    std::str::from_utf8(&buf[..n]).map_err(|_| Error::parse(SENSOR, src.path(), "not valid UTF-8"))
 }
 
-/// Whether `root` is a procfs mount (its magic number), not a directory of files.
+/// Whether `root` is a procfs mount, not a directory of files.
 fn is_procfs(root: &Path) -> bool {
     const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-    let Ok(c) = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()) else { return false };
+    fs_magic(root) == Some(PROC_SUPER_MAGIC)
+}
+
+/// The magic number of the filesystem `path` is on (`statfs`).
+fn fs_magic(path: &Path) -> Option<i64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statfs.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
-    rc == 0 && st.f_type as i64 == PROC_SUPER_MAGIC
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between libcs
+    let magic = st.f_type as i64;
+    (rc == 0).then_some(magic)
 }
 
-/// How many descriptors the reader may keep open: half the soft limit, so
-/// the rest of the agent (perf events, spool, sockets) keeps its share.
+/// How many descriptors the process reader may keep open: a quarter of the
+/// soft limit (the cgroup reader takes an eighth), so the rest of the agent
+/// (perf events, spool, sockets) keeps its share.
 fn fd_budget() -> usize {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into `lim`.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
     if rc != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
-        return 4096;
+        return 16_384;
     }
-    (lim.rlim_cur / 2).min(1 << 20) as usize
+    (lim.rlim_cur / 4).min(1 << 20) as usize
 }
 
 /// Reads a procfs file into `buf` (replacing its contents).
@@ -337,4 +366,32 @@ pub(crate) fn io_err_for(sensor: &'static str, path: &Path, e: std::io::Error) -
         return Error::io(sensor, path, std::io::Error::new(std::io::ErrorKind::NotFound, e));
     }
     Error::io(sensor, path, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::proc::{FakeVm, ProcTree};
+
+    #[test]
+    fn over_the_descriptor_budget_files_are_read_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tree = ProcTree::new(&dir.path().join("proc"), &dir.path().join("sys")).unwrap();
+        tree.add_vm(&FakeVm::new(100, "a")).unwrap();
+        tree.add_vm(&FakeVm::new(200, "b")).unwrap();
+        let mut r = ProcReader::new(tree.proc_root()).with_held_files(true);
+        r.max_held_fds = 5;
+        for _ in 0..3 {
+            tree.add_cpu_time(100, 1, 0).unwrap();
+            tree.add_cpu_time(200, 2, 0).unwrap();
+            assert_eq!(r.read(100).unwrap().vcpu_time_us, r.read(100).unwrap().vcpu_time_us);
+            r.read(200).unwrap();
+        }
+        // a: stat + io + 2 vCPUs held; b: over budget, by path.
+        assert_eq!(r.lock().held_fds, 4);
+        let b = r.read(200).unwrap();
+        assert_eq!(b.vcpu_time_us, Some(2 * 3 * 2 * 1_000_000 / clock_ticks_per_sec()));
+        r.retain(&HashSet::from([200]));
+        assert_eq!(r.lock().held_fds, 0);
+    }
 }

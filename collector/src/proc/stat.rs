@@ -71,6 +71,12 @@ pub fn parse_io(s: &str) -> Result<(u64, u64), String> {
     }
 }
 
+/// The run time in ns from `/proc/PID/task/TID/schedstat` (its first field).
+pub fn parse_schedstat(s: &str) -> Result<u64, String> {
+    let v = s.split_ascii_whitespace().next().ok_or("empty")?;
+    parse_u64(v).ok_or_else(|| format!("run time is {:?}, expected an unsigned integer", truncate(v, 24)))
+}
+
 /// True for the thread names QEMU gives vCPU threads with
 /// `-name ...,debug-threads=on`: `CPU 3/KVM`, and `CPU 3/TCG` under
 /// emulation (still guest work, so it counts as vCPU time).
@@ -119,6 +125,13 @@ mod tests {
     }
 
     #[test]
+    fn schedstat() {
+        assert_eq!(parse_schedstat("1234567 890 12\n"), Ok(1234567));
+        assert!(parse_schedstat("").is_err());
+        assert!(parse_schedstat("x 1 2").unwrap_err().contains("\"x\""));
+    }
+
+    #[test]
     fn vcpu_names() {
         assert!(is_vcpu_comm("CPU 0/KVM"));
         assert!(is_vcpu_comm("CPU 127/KVM"));
@@ -134,6 +147,7 @@ mod tests {
         fn parsers_never_panic(s in "\\PC{0,300}") {
             let _ = parse_stat(&s);
             let _ = parse_io(&s);
+            let _ = parse_schedstat(&s);
             let _ = is_vcpu_comm(&s);
         }
 
