@@ -89,7 +89,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     install_signal_handlers();
 
-    let mut spool = match &cfg.spool {
+    let mut spool: Option<Spool> = match &cfg.spool {
         Some(dir) => {
             let sc = SpoolConfig { max_bytes: cfg.spool_max_mb.saturating_mul(1 << 20), ..SpoolConfig::new(dir) };
             let s = Spool::open(sc).with_context(|| format!("opening spool {}", dir.display()))?;

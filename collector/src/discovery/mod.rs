@@ -88,6 +88,15 @@ struct Summary {
     fatal: Option<String>,
 }
 
+/// What a scan learns about a QEMU process from /proc.
+#[derive(Debug, Clone)]
+struct ProcFacts {
+    cmd: cmdline::QemuCmdline,
+    start_time_ticks: u64,
+    cgroup: Option<CgroupRef>,
+    cmd_path: PathBuf,
+}
+
 pub struct Discovery {
     cfg: DiscoveryConfig,
     mapping: Mapping,
@@ -101,6 +110,10 @@ pub struct Discovery {
     // so rescans skip it. Forgotten when the PID disappears, and every
     // FULL_SCAN_EVERY scans, so a PID reused by a new QEMU is found.
     not_qemu: HashMap<u32, bool>,
+    // What the last scan read from /proc for each VM process (command line,
+    // cgroup), reused after a start-time check against PID reuse until the
+    // next full scan; the libvirt XML is still consulted on every scan.
+    known: HashMap<u32, ProcFacts>,
     scans: u64,
 }
 
@@ -114,7 +127,7 @@ impl Discovery {
             Some(p) => Mapping::load(p)?,
             None => Mapping::default(),
         };
-        Ok(Discovery { proc: ProcReader::new(&cfg.procfs_root), cfg, mapping, xml_cache: HashMap::new(), last: None, not_qemu: HashMap::new(), scans: 0 })
+        Ok(Discovery { proc: ProcReader::new(&cfg.procfs_root), cfg, mapping, xml_cache: HashMap::new(), last: None, not_qemu: HashMap::new(), known: HashMap::new(), scans: 0 })
     }
 
     pub fn config(&self) -> &DiscoveryConfig {
@@ -145,7 +158,9 @@ impl Discovery {
         let mut with_xml = 0;
         if self.scans % FULL_SCAN_EVERY == 0 {
             self.not_qemu.clear();
+            self.known.clear();
         }
+        let mut known = std::mem::take(&mut self.known);
         self.scans += 1;
         let mut live = HashSet::with_capacity(self.not_qemu.len() + 64);
         for entry in entries.flatten() {
@@ -154,9 +169,15 @@ impl Discovery {
             if self.not_qemu.get(&pid) == Some(&true) {
                 continue;
             }
-            match self.probe(pid, &mut scan.errors) {
-                Ok(Some((vm, had_xml))) => {
+            let cached = known.remove(&pid).filter(|f| self.proc.start_time(pid).is_ok_and(|t| t == f.start_time_ticks));
+            let facts = match cached {
+                Some(f) => Ok(Some(f)),
+                None => self.probe(pid, &mut scan.errors),
+            };
+            match facts.and_then(|f| f.map(|f| self.assemble(pid, f, &mut scan.errors)).transpose()) {
+                Ok(Some((vm, had_xml, facts))) => {
                     with_xml += usize::from(had_xml);
+                    self.known.insert(pid, facts);
                     scan.vms.push(vm);
                 }
                 Ok(None) => {
@@ -218,10 +239,9 @@ impl Discovery {
         vec![st]
     }
 
-    /// One process: `Ok(None)` if it is not QEMU, not-found if it exited;
-    /// with the VM, whether libvirt XML was found for it. Problems that leave
-    /// the VM usable go to `errors`.
-    fn probe(&mut self, pid: u32, errors: &mut Vec<Error>) -> Result<Option<(DiscoveredVm, bool)>> {
+    /// What /proc says about one process: `Ok(None)` if it is not QEMU,
+    /// not-found if it exited. Problems that leave the VM usable go to `errors`.
+    fn probe(&mut self, pid: u32, errors: &mut Vec<Error>) -> Result<Option<ProcFacts>> {
         let dir = self.cfg.procfs_root.join(pid.to_string());
         let cmd_path = dir.join("cmdline");
         let raw = std::fs::read(&cmd_path).map_err(|e| io_err_for(SENSOR, &cmd_path, e))?;
@@ -240,18 +260,26 @@ impl Discovery {
                 None
             }
         };
-        let (xml, xml_path) = match cmd.name.as_deref() {
-            Some(name) => self.domain_xml(name, cmd.uuid.as_deref(), errors),
+        Ok(Some(ProcFacts { cmd, start_time_ticks, cgroup, cmd_path }))
+    }
+
+    /// The VM from its process facts and its libvirt XML; with whether XML was found.
+    fn assemble(&mut self, pid: u32, f: ProcFacts, errors: &mut Vec<Error>) -> Result<(DiscoveredVm, bool, ProcFacts)> {
+        let (xml, xml_path) = match f.cmd.name.as_deref() {
+            Some(name) => self.domain_xml(name, f.cmd.uuid.as_deref(), errors),
             None => (None, None),
         };
-        let mut passthrough_gpus = cmd.vfio_pci.clone();
+        let mut passthrough_gpus = f.cmd.vfio_pci.clone();
         if let Some(x) = &xml {
             passthrough_gpus.extend(x.hostdev_pci.iter().cloned());
         }
         passthrough_gpus.sort();
         passthrough_gpus.dedup();
-        let info = self.vm_info(pid, &cmd, xml.as_ref(), xml_path.as_deref(), passthrough_gpus.len(), errors).map_err(|m| Error::parse(SENSOR, &cmd_path, m))?;
-        Ok(Some((DiscoveredVm { info, pid, start_time_ticks, cgroup, passthrough_gpus }, xml.is_some())))
+        let info = self
+            .vm_info(pid, &f.cmd, xml.as_ref(), xml_path.as_deref(), passthrough_gpus.len(), errors)
+            .map_err(|m| Error::parse(SENSOR, &f.cmd_path, m))?;
+        let vm = DiscoveredVm { info, pid, start_time_ticks: f.start_time_ticks, cgroup: f.cgroup.clone(), passthrough_gpus };
+        Ok((vm, xml.is_some(), f))
     }
 
     /// The first `NAME.xml` in the libvirt dirs that agrees with the process.
