@@ -28,6 +28,9 @@ pub enum BenchWhat {
         /// Use real processes on the real /proc (fake QEMU command lines) instead of a generated procfs.
         #[arg(long)]
         real: bool,
+        /// Reopen procfs files every tick (the baseline the held-open reader is compared with).
+        #[arg(long)]
+        reopen: bool,
         /// Internal: measure one size in this process.
         #[arg(long, hide = true)]
         child: bool,
@@ -43,8 +46,8 @@ pub enum BenchWhat {
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     match a.what {
-        BenchWhat::Agent { vms, ticks, real, child: true } => agent_child(vms.first().copied().unwrap_or(10), ticks, real),
-        BenchWhat::Agent { vms, ticks, real, child: false } => agent_parent(&vms, ticks, real),
+        BenchWhat::Agent { vms, ticks, real, reopen, child: true } => agent_child(vms.first().copied().unwrap_or(10), ticks, real, reopen),
+        BenchWhat::Agent { vms, ticks, real, reopen, child: false } => agent_parent(&vms, ticks, real, reopen),
         BenchWhat::Sim { vms, hours } => sim(vms, hours),
     }
 }
@@ -58,13 +61,14 @@ fn thread_cpu_s() -> f64 {
     }
 }
 
-fn agent_parent(sizes: &[usize], ticks: u64, real: bool) -> anyhow::Result<()> {
+fn agent_parent(sizes: &[usize], ticks: u64, real: bool, reopen: bool) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     println!("{:>6} {:>8} {:>16} {:>18} {:>14}", "VMs", "ticks", "CPU ms/tick", "CPU ms/tick/100VM", "peak RSS MB");
     for &n in sizes {
         let out = std::process::Command::new(&exe)
             .args(["--log", "error", "bench", "agent", "--child", "--vms", &n.to_string(), "--ticks", &ticks.to_string()])
             .args(real.then_some("--real"))
+            .args(reopen.then_some("--reopen"))
             .output()
             .context("running the benchmark child")?;
         if !out.status.success() {
@@ -112,7 +116,7 @@ impl Drop for FakeQemus {
     }
 }
 
-fn agent_child(n: usize, ticks: u64, real: bool) -> anyhow::Result<()> {
+fn agent_child(n: usize, ticks: u64, real: bool, reopen: bool) -> anyhow::Result<()> {
     use fairwatt_collector::fixture;
     use fairwatt_collector::sampler::{HostSampler, IntervalSource, SamplerConfig};
     use fairwatt_collector::spool::{Spool, SpoolConfig};
@@ -142,6 +146,9 @@ fn agent_child(n: usize, ticks: u64, real: bool) -> anyhow::Result<()> {
         perf: false,
     };
     let mut sampler = HostSampler::new(cfg)?;
+    if reopen {
+        sampler = sampler.with_held_files(false);
+    }
     let mut spool = Spool::open(SpoolConfig { fsync: false, ..SpoolConfig::new(dir.path().join("spool")) })?;
     let metrics = crate::agent::metrics::Metrics::new();
     let clock = ManualClock::new(Timestamp::from_micros(1_700_000_000_000_000).context("time")?);

@@ -91,7 +91,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             let cpu_total: u64 = rec.vms.iter().map(|v| v.features.cpu_time_us).sum();
             for vm in &rec.vms {
                 let Some(truth) = &vm.truth else { continue };
-                let c = classes.entry(truth.class.clone()).or_default();
+                let c = classes.entry(truth.class.to_string()).or_default();
                 c.vms.insert(vm.vm.to_string());
                 c.cpu_s += vm.features.cpu_time_us as f64 / 1e6;
                 c.true_j += truth.energy_uj.iter().filter(|(d, _)| d.is_top_level()).map(|(_, e)| e.as_joules()).sum::<f64>();

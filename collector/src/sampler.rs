@@ -156,6 +156,14 @@ impl HostSampler {
         })
     }
 
+    /// Whether procfs files stay open between ticks (the default on a real
+    /// procfs). Off reopens every file each tick, as simpler agents do; the
+    /// benchmark compares the two.
+    pub fn with_held_files(mut self, hold: bool) -> Self {
+        self.procs = ProcReader::new(&self.cfg.procfs_root).with_held_files(hold);
+        self
+    }
+
     fn rescan(&mut self, errors: &mut Vec<Error>) {
         let scan = self.discovery.scan();
         errors.extend(scan.errors);

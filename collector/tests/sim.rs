@@ -162,7 +162,7 @@ mod simulated_host {
             let cpu: u64 = r.vms.iter().map(|v| v.features.cpu_time_us).sum();
             for v in &r.vms {
                 let t = v.truth.as_ref().unwrap();
-                let c = by_class.entry(t.class.clone()).or_default();
+                let c = by_class.entry(t.class.to_string()).or_default();
                 for (d, e) in &t.energy_uj {
                     let j = e.as_joules();
                     match d.kind {

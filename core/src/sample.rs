@@ -130,8 +130,9 @@ pub struct VmFeatures {
 /// Ground truth for one VM, written only by the simulator.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmTruth {
-    /// Workload class: `ai`, `database`, `web` or `batch`.
-    pub class: String,
+    /// Workload class: `ai`, `database`, `web` or `batch`. A `Cow` so the
+    /// simulator hands out its static names without allocating per record.
+    pub class: std::borrow::Cow<'static, str>,
     /// The VM's true dynamic energy per domain (above the host's idle power).
     pub energy_uj: BTreeMap<Domain, Energy>,
 }

@@ -207,7 +207,7 @@ impl SimHost {
             flavor: info.flavor,
             perf: if hw { PerfSource::Hardware } else { PerfSource::Software },
             features,
-            truth: Some(VmTruth { class: v.spec.class.as_str().to_string(), energy_uj: truth }),
+            truth: Some(VmTruth { class: std::borrow::Cow::Borrowed(v.spec.class.as_str()), energy_uj: truth }),
         }
     }
 }
