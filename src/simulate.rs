@@ -67,7 +67,9 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if !(a.interval.is_finite() && a.interval >= 0.01) || !(a.hours.is_finite() && a.hours > 0.0) || a.hours > 24.0 * 366.0 {
+    let interval_ok = a.interval.is_finite() && a.interval >= 0.01;
+    let hours_ok = a.hours.is_finite() && a.hours > 0.0 && a.hours <= 24.0 * 366.0;
+    if !interval_ok || !hours_ok {
         anyhow::bail!("--interval must be at least 0.01 s and --hours between 0 and 8784");
     }
     if a.hosts == 0 || a.hosts > 10_000 {

@@ -300,7 +300,7 @@ impl IntervalSource for HostSampler {
         let start = self.meter.last_tick();
         let reading = self.meter.tick(now);
         let mut errors = reading.errors;
-        if self.ticks % self.rescan_every == 0 || self.vms.is_empty() {
+        if self.ticks.is_multiple_of(self.rescan_every) || self.vms.is_empty() {
             self.rescan(&mut errors);
         }
         self.ticks += 1;

@@ -304,23 +304,6 @@ fn once(source: &mut dyn IntervalSource, interval: Micros, format: OutputFormat,
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resume_picks_the_state_matching_the_spool() {
-        let env = state_envelope(7, br#"{"a":2}"#, Some(br#"{"a":1}"#));
-        assert_eq!(resume_state(&env, Some(7)).unwrap(), br#"{"a":2}"#);
-        assert_eq!(resume_state(&env, Some(6)).unwrap(), br#"{"a":1}"#);
-        assert_eq!(resume_state(&env, Some(3)), None);
-        assert_eq!(resume_state(&env, None), None);
-        let first = state_envelope(0, br#"{"a":0}"#, None);
-        assert_eq!(resume_state(&first, None), None);
-        assert_eq!(resume_state(b"garbage", Some(1)), None);
-    }
-}
-
 pub fn text_report(rec: &IntervalRecord) -> String {
     use std::fmt::Write;
     let dt = rec.duration().as_secs_f64().max(1e-9);
@@ -344,4 +327,21 @@ pub fn text_report(rec: &IntervalRecord) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_picks_the_state_matching_the_spool() {
+        let env = state_envelope(7, br#"{"a":2}"#, Some(br#"{"a":1}"#));
+        assert_eq!(resume_state(&env, Some(7)).unwrap(), br#"{"a":2}"#);
+        assert_eq!(resume_state(&env, Some(6)).unwrap(), br#"{"a":1}"#);
+        assert_eq!(resume_state(&env, Some(3)), None);
+        assert_eq!(resume_state(&env, None), None);
+        let first = state_envelope(0, br#"{"a":0}"#, None);
+        assert_eq!(resume_state(&first, None), None);
+        assert_eq!(resume_state(b"garbage", Some(1)), None);
+    }
 }

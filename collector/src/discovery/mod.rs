@@ -156,7 +156,7 @@ impl Discovery {
             c.seen = false;
         }
         let mut with_xml = 0;
-        if self.scans % FULL_SCAN_EVERY == 0 {
+        if self.scans.is_multiple_of(FULL_SCAN_EVERY) {
             self.not_qemu.clear();
             self.known.clear();
         }

@@ -218,7 +218,7 @@ impl ProcReader {
             }
         }
 
-        if h.reads % RELIST_EVERY == 0 || num_threads != h.num_threads {
+        if h.reads.is_multiple_of(RELIST_EVERY) || num_threads != h.num_threads {
             self.relist(pid, h, buf)?;
             h.num_threads = num_threads;
         }
@@ -264,7 +264,7 @@ impl ProcReader {
         let entries = std::fs::read_dir(&task_dir).map_err(|e| io_err(&task_dir, e))?;
         let mut threads: Vec<u32> = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
         threads.sort_unstable();
-        if h.reads % RECLASSIFY_EVERY == 0 {
+        if h.reads.is_multiple_of(RECLASSIFY_EVERY) {
             h.non_vcpu.clear();
         }
         h.non_vcpu.retain(|t| threads.binary_search(t).is_ok());
