@@ -2,9 +2,11 @@
 //!
 //! They travel through traces, URLs, SQL and Prometheus labels, so they are
 //! validated once at the edge: non-empty, at most 128 bytes, printable, no
-//! whitespace or slashes.
+//! whitespace or slashes. Stored as `Arc<str>`: ids are cloned into every
+//! interval record, and a clone should not allocate.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,13 +38,13 @@ macro_rules! id_type {
         $(#[$meta])*
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             pub fn new(s: impl Into<String>) -> Result<Self, IdError> {
                 let s = s.into();
                 validate($kind, &s)?;
-                Ok($name(s))
+                Ok($name(Arc::from(s)))
             }
 
             pub fn as_str(&self) -> &str {
@@ -59,7 +61,7 @@ macro_rules! id_type {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.0.to_string()
             }
         }
 
