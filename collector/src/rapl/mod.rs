@@ -63,31 +63,32 @@ pub fn detect(
             statuses.push(SensorStatus::missing(MSR_SENSOR, "not probed: rapl-powercap reads the same counters"));
             (Some(Box::new(pc)), statuses)
         }
+        // Powercap present but unreadable, or absent: MSRs are the fallback.
         Ok(pc) => {
-            let mut statuses = pc.status();
-            match MsrRapl::new(sysfs_root, dev_root, procfs_root) {
-                Ok(m) => {
-                    statuses.extend(m.status());
-                    (Some(Box::new(m)), statuses)
-                }
-                Err(e) => {
-                    statuses.push(error_status(MSR_SENSOR, &e));
-                    (Some(Box::new(pc)), statuses)
-                }
-            }
+            let statuses = pc.status();
+            msr_fallback(sysfs_root, dev_root, procfs_root, statuses, Some(Box::new(pc)))
         }
-        Err(pe) => {
-            let mut statuses = vec![error_status(POWERCAP_SENSOR, &pe)];
-            match MsrRapl::new(sysfs_root, dev_root, procfs_root) {
-                Ok(m) => {
-                    statuses.extend(m.status());
-                    (Some(Box::new(m)), statuses)
-                }
-                Err(e) => {
-                    statuses.push(error_status(MSR_SENSOR, &e));
-                    (None, statuses)
-                }
-            }
+        Err(pe) => msr_fallback(sysfs_root, dev_root, procfs_root, vec![error_status(POWERCAP_SENSOR, &pe)], None),
+    }
+}
+
+/// Tries MSRs; when they fail too, keeps `otherwise` (a powercap source that
+/// may become readable once permissions are fixed).
+fn msr_fallback(
+    sysfs_root: &Path,
+    dev_root: &Path,
+    procfs_root: &Path,
+    mut statuses: Vec<SensorStatus>,
+    otherwise: Option<Box<dyn EnergySource>>,
+) -> (Option<Box<dyn EnergySource>>, Vec<SensorStatus>) {
+    match MsrRapl::new(sysfs_root, dev_root, procfs_root) {
+        Ok(m) => {
+            statuses.extend(m.status());
+            (Some(Box::new(m)), statuses)
+        }
+        Err(e) => {
+            statuses.push(error_status(MSR_SENSOR, &e));
+            (otherwise, statuses)
         }
     }
 }
