@@ -194,8 +194,10 @@ impl Timestamp {
         Utc.timestamp_micros(us).single().map(Timestamp)
     }
 
+    /// Truncates to whole microseconds, the resolution every trace carries.
     pub fn from_datetime(dt: DateTime<Utc>) -> Self {
-        Timestamp(dt)
+        use chrono::SubsecRound;
+        Timestamp(dt.trunc_subsecs(6))
     }
 
     pub fn as_micros(self) -> i64 {
@@ -252,6 +254,14 @@ mod tests {
     fn energy_never_negative() {
         assert_eq!(Energy::from_uj(3) - Energy::from_uj(5), Energy::ZERO);
         assert_eq!(Energy::from_uj(u64::MAX) + Energy::from_uj(1), Energy::from_uj(u64::MAX));
+    }
+
+    #[test]
+    fn datetimes_are_truncated_to_microseconds() {
+        let dt = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00.123456789Z").unwrap().with_timezone(&chrono::Utc);
+        let t = Timestamp::from_datetime(dt);
+        assert_eq!(t.to_string(), "2026-01-01T00:00:00.123456Z");
+        assert_eq!(Timestamp::from_micros(t.as_micros()), Some(t));
     }
 
     #[test]
