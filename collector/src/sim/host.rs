@@ -2,7 +2,7 @@
 //! (arrivals, departures, GPU assignment); the interval itself is in `step`.
 
 use fairwatt_core::trace::{TraceHeader, TraceSource};
-use fairwatt_core::{Domain, SensorStatus};
+use fairwatt_core::{Domain, Energy, SensorStatus};
 
 use super::counters::{CounterKind, POWERCAP_RANGE_UJ, SimCounters, SimEnergySource};
 use super::rng::{Rng, derive, tag_of};
@@ -70,6 +70,8 @@ pub struct SimHost {
     pub(super) scratch: Vec<Scratch>,
     pub(super) gpu_sum: Vec<(f64, f64)>,
     pub(super) dyn_uj: Vec<u64>,
+    /// Reused per VM while its ground-truth map is assembled.
+    pub(super) truth_buf: Vec<(Domain, Energy)>,
     pub(super) given: Vec<u64>,
     pub(super) shown: Vec<u64>,
     pub(super) last: HostPower,
@@ -152,6 +154,7 @@ impl SimHost {
             scratch: Vec::new(),
             gpu_sum: vec![(0.0, 0.0); cfg.gpus.len()],
             dyn_uj: vec![0; n],
+            truth_buf: Vec::new(),
             given: vec![0; n],
             shown: vec![0; n],
             last: HostPower::default(),

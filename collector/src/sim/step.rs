@@ -88,11 +88,12 @@ impl SimHost {
         self.dyn_uj.iter_mut().for_each(|x| *x = 0);
         let mut gpu_dyn_w = 0.0;
         let mut vms = Vec::with_capacity(self.scratch.len());
+        let mut truth = std::mem::take(&mut self.truth_buf);
         for s in &self.scratch {
             let v = &self.vms[s.slot];
             // Collected then built in one go: BTreeMap's bulk build from a
             // sorted run is several times cheaper than inserting one by one.
-            let mut truth: Vec<(Domain, Energy)> = Vec::with_capacity(4 * sockets as usize + v.gpus.len());
+            truth.clear();
             let [core, uncore, dram] = s.act.map(|a| (kappa * a * 1e6).max(0.0) as u64);
             for k in 0..sockets {
                 let part = |x: u64| x / sockets + if k == 0 { x % sockets } else { 0 };
@@ -129,8 +130,9 @@ impl SimHost {
                     passthrough: v.passthrough,
                 });
             }
-            vms.push(self.vm_record(s, gpus, truth.into_iter().collect(), now_us));
+            vms.push(self.vm_record(s, gpus, truth.iter().copied().collect(), now_us));
         }
+        self.truth_buf = truth;
 
         // Idle + dynamic + noise into the counters, then read them like a real host.
         let sigma = self.cfg.noise;
