@@ -306,8 +306,9 @@ impl IntervalSource for HostSampler {
         self.ticks += 1;
         let mut records = Vec::with_capacity(self.vms.len());
         let mut vanished = Vec::new();
-        let vms: Vec<DiscoveredVm> = self.vms.values().cloned().collect();
-        for vm in &vms {
+        // Taken out for the loop (sample_vm needs `&mut self`), put back after.
+        let vms = std::mem::take(&mut self.vms);
+        for vm in vms.values() {
             match self.sample_vm(vm, &mut errors) {
                 Some((features, perf, true)) => records.push(VmRecord {
                     vm: vm.info.id.clone(),
@@ -322,6 +323,7 @@ impl IntervalSource for HostSampler {
                 None => vanished.push(vm.info.id.clone()),
             }
         }
+        self.vms = vms;
         if !vanished.is_empty() {
             for id in &vanished {
                 self.vms.remove(id);
