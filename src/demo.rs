@@ -49,17 +49,7 @@ struct ClassTotals {
 pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     println!("fairwatt demo\n");
     println!("1. Sensors on this machine (what `fairwatt agent` would use):");
-    let probe = HostSampler::new(SamplerConfig {
-        host_id: HostId::new("this-host")?,
-        interval: Micros::from_secs(1),
-        sysfs_root: "/sys".into(),
-        procfs_root: "/proc".into(),
-        dev_root: "/dev".into(),
-        libvirt_dirs: vec!["/run/libvirt/qemu".into(), "/etc/libvirt/qemu".into()],
-        mapping: None,
-        nvml: true,
-        perf: true,
-    });
+    let probe = HostSampler::new(SamplerConfig::new(HostId::new("this-host")?, Micros::from_secs(1)));
     match probe {
         Ok(s) => s.status().iter().for_each(|st| println!("   {st}")),
         Err(e) => println!("   (could not probe: {e})"),

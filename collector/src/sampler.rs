@@ -58,6 +58,25 @@ pub struct SamplerConfig {
     pub perf: bool,
 }
 
+impl SamplerConfig {
+    /// The real host: `/sys`, `/proc`, `/dev`, libvirt's usual directories,
+    /// no mapping file, NVML and perf on.
+    pub fn new(host_id: HostId, interval: Micros) -> Self {
+        let d = DiscoveryConfig::default();
+        SamplerConfig {
+            host_id,
+            interval,
+            sysfs_root: "/sys".into(),
+            procfs_root: d.procfs_root,
+            dev_root: "/dev".into(),
+            libvirt_dirs: d.libvirt_dirs,
+            mapping: d.mapping_file,
+            nvml: true,
+            perf: true,
+        }
+    }
+}
+
 /// Cumulative per-VM counters at the previous tick.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Baseline {

@@ -138,7 +138,7 @@ impl AgentArgs {
         } else if !file.libvirt_dirs.is_empty() {
             file.libvirt_dirs
         } else {
-            vec!["/run/libvirt/qemu".into(), "/etc/libvirt/qemu".into()]
+            fairwatt_collector::discovery::DiscoveryConfig::default().libvirt_dirs
         };
         let spool = if self.no_spool {
             None

@@ -237,18 +237,18 @@ impl Metrics {
     }
 }
 
+fn rusage_self() -> Option<libc::rusage> {
+    // SAFETY: getrusage writes into the struct we pass and has no other effects.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        (libc::getrusage(libc::RUSAGE_SELF, &mut ru) == 0).then_some(ru)
+    }
+}
+
 /// CPU seconds and resident bytes of this process (the real /proc, not a fixture root).
 pub fn self_usage() -> (f64, u64) {
-    // SAFETY: getrusage writes into the struct we pass and has no other effects.
-    let cpu = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut ru) == 0 {
-            let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-            tv(ru.ru_utime) + tv(ru.ru_stime)
-        } else {
-            0.0
-        }
-    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = rusage_self().map_or(0.0, |ru| tv(ru.ru_utime) + tv(ru.ru_stime));
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
     let rss = std::fs::read_to_string("/proc/self/statm")
@@ -260,11 +260,7 @@ pub fn self_usage() -> (f64, u64) {
 
 /// Peak resident memory of this process in bytes.
 pub fn peak_rss() -> u64 {
-    // SAFETY: as above.
-    unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut ru) == 0 { ru.ru_maxrss as u64 * 1024 } else { 0 }
-    }
+    rusage_self().map_or(0, |ru| ru.ru_maxrss as u64 * 1024)
 }
 
 #[cfg(test)]
