@@ -85,6 +85,7 @@ struct FakeQemus(Vec<std::process::Child>);
 
 impl FakeQemus {
     fn spawn(dir: &std::path::Path, n: usize) -> anyhow::Result<Self> {
+        use std::os::unix::process::CommandExt;
         let exe = dir.join("qemu-system-x86_64");
         std::os::unix::fs::symlink("/bin/sh", &exe)?;
         let mut kids = Vec::with_capacity(n);
@@ -98,6 +99,8 @@ impl FakeQemus {
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
+                // Its own process group, so the sleep goes with the shell.
+                .process_group(0)
                 .spawn()?;
             kids.push(child);
         }
@@ -108,9 +111,9 @@ impl FakeQemus {
 impl Drop for FakeQemus {
     fn drop(&mut self) {
         for c in &mut self.0 {
-            // The whole group would need setsid; killing the shell leaves its
-            // sleep to the reaper, which has no pipe of ours.
-            let _ = c.kill();
+            // The group: killing only the shell would leave its sleep running.
+            // SAFETY: kill(2) with a negative pid signals that process group.
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
             let _ = c.wait();
         }
     }

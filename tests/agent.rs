@@ -113,7 +113,7 @@ fn once_reports_sensors_vms_and_tenants() {
     for d in [Domain::package(0), Domain::core(0), Domain::dram(0)] {
         assert!(rec.domains.contains_key(&d), "{d} missing in {:?}", rec.domains);
     }
-    let mut names: Vec<_> = rec.vms.iter().map(|v| (v.name.as_str(), v.tenant.as_ref().unwrap().as_str())).collect();
+    let mut names: Vec<_> = rec.vms.iter().map(|v| (v.name.as_ref(), v.tenant.as_ref().unwrap().as_str())).collect();
     names.sort();
     assert_eq!(names, vec![("batch-1", "tenant-2"), ("db-1", "tenant-1"), ("web-1", "tenant-0")]);
     assert!(rec.vms.iter().all(|v| v.flavor.unwrap().vcpus == 2));

@@ -184,7 +184,9 @@ impl HostSampler {
     }
 
     fn rescan(&mut self, errors: &mut Vec<Error>) {
-        let scan = self.discovery.scan();
+        // Baselines hold each VM's start time as read on the last tick.
+        let verified = self.baselines.values().map(|b| (b.pid, b.start_time_ticks)).collect();
+        let scan = self.discovery.scan_with(&verified);
         errors.extend(scan.errors);
         self.vms = scan.vms.into_iter().map(|v| (v.info.id.clone(), v)).collect();
         self.baselines.retain(|id, _| self.vms.contains_key(id));

@@ -48,7 +48,7 @@ impl Host {
 }
 
 fn by_name<'a>(vms: &'a [DiscoveredVm], name: &str) -> &'a DiscoveredVm {
-    vms.iter().find(|v| v.info.name == name).unwrap_or_else(|| panic!("{name} not found in {vms:#?}"))
+    vms.iter().find(|v| &*v.info.name == name).unwrap_or_else(|| panic!("{name} not found in {vms:#?}"))
 }
 
 fn ticks_us(t: u64) -> u64 {
@@ -373,7 +373,7 @@ fn vms_appear_and_vanish_between_scans() {
     let mut h = Host::new(CgroupLayout::V2);
     h.tree.add_vm(&FakeVm::new(1000, "a")).unwrap();
     let mut d = h.discovery(None);
-    let names = |d: &mut Discovery| d.scan().vms.into_iter().map(|v| v.info.name).collect::<Vec<_>>();
+    let names = |d: &mut Discovery| d.scan().vms.into_iter().map(|v| v.info.name.to_string()).collect::<Vec<_>>();
     assert_eq!(names(&mut d), ["a"]);
     h.tree.add_vm(&FakeVm::new(2000, "b")).unwrap();
     let mut got = names(&mut d);
@@ -402,7 +402,7 @@ fn a_process_half_gone_is_skipped_and_unreadable_files_are_errors() {
     h.tree.write_raw(3000, "stat", b"3000 (qemu").unwrap();
     let mut d = h.discovery(None);
     let scan = d.scan();
-    assert_eq!(scan.vms.iter().map(|v| v.info.name.as_str()).collect::<Vec<_>>(), ["ok"]);
+    assert_eq!(scan.vms.iter().map(|v| &*v.info.name).collect::<Vec<_>>(), ["ok"]);
     assert_eq!(scan.errors.len(), 1, "{:?}", scan.errors);
     assert!(scan.errors[0].to_string().contains("3000/stat"), "{}", scan.errors[0]);
 }

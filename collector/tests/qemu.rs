@@ -74,7 +74,7 @@ fn discovers_and_samples_real_qemu() {
     assert_eq!(found.len(), 3, "found {found:#?}");
     for i in 0..3u32 {
         let vm = found.iter().find(|v| v.info.id.as_str() == uuid(i)).unwrap();
-        assert_eq!(vm.info.name, format!("fw-test-{i}"));
+        assert_eq!(&*vm.info.name, format!("fw-test-{i}"));
         assert_eq!(vm.pid, guests.0[i as usize].id());
         let f = vm.info.flavor.unwrap();
         assert_eq!((f.vcpus, f.memory_mib, f.gpus), (1, 64, 0));

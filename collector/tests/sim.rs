@@ -22,7 +22,7 @@ mod simulated_host {
         SimVmSpec {
             info: VmInfo {
                 id: VmId::new(format!("00000000-0000-4000-8000-{n:012}")).unwrap(),
-                name: format!("{class}-{n}"),
+                name: format!("{class}-{n}").into(),
                 tenant: Some(TenantId::new(format!("tenant-{}", n % 6 + 1)).unwrap()),
                 flavor: Some(Flavor { vcpus, memory_mib: vcpus as u64 * 4096, gpus }),
             },

@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod counter;
 pub mod domain;
+pub mod domain_map;
 pub mod ids;
 mod merge;
 pub mod sample;
@@ -18,6 +19,7 @@ pub mod units;
 
 pub use counter::{CounterDelta, WrapCounter, counter_delta};
 pub use domain::{Domain, DomainKind};
+pub use domain_map::DomainMap;
 pub use ids::{HostId, IdError, TenantId, VmId};
 pub use sample::{DomainEnergy, Flavor, GpuUse, IntervalRecord, HostTruth, PerfSource, ReadingStatus, RecordError, VmFeatures, VmInfo, VmRecord, VmTruth};
 pub use status::{SensorState, SensorStatus};

@@ -117,8 +117,8 @@ fn merge_vm(v: &mut VmRecord, wa: u64, next: &VmRecord, wb: u64) {
     v.flavor = next.flavor.or(v.flavor);
     match (&mut v.truth, &next.truth) {
         (Some(a), Some(b)) => {
-            for (d, e) in &b.energy_uj {
-                *a.energy_uj.entry(*d).or_default() += *e;
+            for (d, e) in b.energy_uj.iter() {
+                *a.energy_uj.entry(*d) += *e;
             }
         }
         (None, Some(b)) => v.truth = Some(b.clone()),

@@ -26,7 +26,7 @@ pub struct Flavor {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmInfo {
     pub id: VmId,
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     pub tenant: Option<TenantId>,
     pub flavor: Option<Flavor>,
 }
@@ -134,7 +134,7 @@ pub struct VmTruth {
     /// simulator hands out its static names without allocating per record.
     pub class: std::borrow::Cow<'static, str>,
     /// The VM's true dynamic energy per domain (above the host's idle power).
-    pub energy_uj: BTreeMap<Domain, Energy>,
+    pub energy_uj: crate::DomainMap<Energy>,
 }
 
 /// Ground truth for the host, written only by the simulator.
@@ -147,7 +147,8 @@ pub struct HostTruth {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmRecord {
     pub vm: VmId,
-    pub name: String,
+    /// Shared, since every interval repeats it (the simulator clones it per record).
+    pub name: std::sync::Arc<str>,
     pub tenant: Option<TenantId>,
     pub flavor: Option<Flavor>,
     #[serde(default)]

@@ -141,7 +141,7 @@ impl Metrics {
         }
         for vm in &rec.vms {
             let tenant = vm.tenant.as_ref().map(|t| t.as_str()).unwrap_or("");
-            let stale = st.vms.get(vm.vm.as_str()).is_none_or(|s| s.labels[1].1 != vm.name || s.labels[2].1 != tenant);
+            let stale = st.vms.get(vm.vm.as_str()).is_none_or(|s| *s.labels[1].1 != *vm.name || s.labels[2].1 != tenant);
             if stale {
                 if let Some(old) = st.vms.remove(vm.vm.as_str()) {
                     self.forget(&old.labels);
@@ -280,7 +280,7 @@ mod tests {
                 .iter()
                 .map(|(id, name)| VmRecord {
                     vm: VmId::new(*id).unwrap(),
-                    name: name.to_string(),
+                    name: (*name).into(),
                     tenant: None,
                     flavor: None,
                     perf: Default::default(),

@@ -115,6 +115,10 @@ pub struct Discovery {
     // next full scan; the libvirt XML is still consulted on every scan.
     known: HashMap<u32, ProcFacts>,
     scans: u64,
+    // File names in each libvirt dir as of this scan (`None`: unlistable, so
+    // every lookup tries the file): one listing instead of a failed open per
+    // VM and directory.
+    xml_listing: Vec<Option<HashSet<std::ffi::OsString>>>,
 }
 
 const FULL_SCAN_EVERY: u64 = 30;
@@ -127,7 +131,7 @@ impl Discovery {
             Some(p) => Mapping::load(p)?,
             None => Mapping::default(),
         };
-        Ok(Discovery { proc: ProcReader::new(&cfg.procfs_root), cfg, mapping, xml_cache: HashMap::new(), last: None, not_qemu: HashMap::new(), known: HashMap::new(), scans: 0 })
+        Ok(Discovery { proc: ProcReader::new(&cfg.procfs_root), cfg, mapping, xml_cache: HashMap::new(), last: None, not_qemu: HashMap::new(), known: HashMap::new(), scans: 0, xml_listing: Vec::new() })
     }
 
     pub fn config(&self) -> &DiscoveryConfig {
@@ -141,6 +145,13 @@ impl Discovery {
     }
 
     pub fn scan(&mut self) -> DiscoveryScan {
+        self.scan_with(&HashMap::new())
+    }
+
+    /// A scan that trusts `verified`, PID to start time that the caller read
+    /// moments ago (the sampler reads every VM's `stat` each tick): cached
+    /// facts for such a PID need no second read of its `stat`.
+    pub fn scan_with(&mut self, verified: &HashMap<u32, u64>) -> DiscoveryScan {
         let mut scan = DiscoveryScan::default();
         let root = self.cfg.procfs_root.clone();
         let entries = match std::fs::read_dir(&root) {
@@ -155,6 +166,7 @@ impl Discovery {
         for c in self.xml_cache.values_mut() {
             c.seen = false;
         }
+        self.list_xml_dirs();
         let mut with_xml = 0;
         if self.scans.is_multiple_of(FULL_SCAN_EVERY) {
             self.not_qemu.clear();
@@ -169,7 +181,10 @@ impl Discovery {
             if self.not_qemu.get(&pid) == Some(&true) {
                 continue;
             }
-            let cached = known.remove(&pid).filter(|f| self.proc.start_time(pid).is_ok_and(|t| t == f.start_time_ticks));
+            let cached = known.remove(&pid).filter(|f| match verified.get(&pid) {
+                Some(&t) => t == f.start_time_ticks,
+                None => self.proc.start_time(pid).is_ok_and(|t| t == f.start_time_ticks),
+            });
             let facts = match cached {
                 Some(f) => Ok(Some(f)),
                 None => self.probe(pid, &mut scan.errors),
@@ -239,6 +254,21 @@ impl Discovery {
         vec![st]
     }
 
+    fn list_xml_dirs(&mut self) {
+        self.xml_listing = self
+            .cfg
+            .libvirt_dirs
+            .iter()
+            .map(|d| match std::fs::read_dir(d) {
+                Ok(rd) => Some(rd.flatten().map(|e| e.file_name()).collect()),
+                // An absent directory holds no files; anything else (permissions)
+                // falls back to trying each file, which reports the real error.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(HashSet::new()),
+                Err(_) => None,
+            })
+            .collect();
+    }
+
     /// What /proc says about one process: `Ok(None)` if it is not QEMU,
     /// not-found if it exited. Problems that leave the VM usable go to `errors`.
     fn probe(&mut self, pid: u32, errors: &mut Vec<Error>) -> Result<Option<ProcFacts>> {
@@ -287,8 +317,14 @@ impl Discovery {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
             return (None, None);
         }
-        for d in &self.cfg.libvirt_dirs {
-            let path = d.join(format!("{name}.xml"));
+        let file = format!("{name}.xml");
+        for (i, d) in self.cfg.libvirt_dirs.iter().enumerate() {
+            if let Some(Some(names)) = self.xml_listing.get(i)
+                && !names.contains(std::ffi::OsStr::new(&file))
+            {
+                continue;
+            }
+            let path = d.join(&file);
             let text = match crate::fsutil::read_string(SENSOR, &path) {
                 Ok(t) => t,
                 Err(e) if e.is_not_found() => continue,
@@ -343,7 +379,7 @@ impl Discovery {
         let memory_mib = xml.and_then(|x| x.memory_mib).or(cmd.memory_mib).or(map.and_then(|m| m.memory_mib)).unwrap_or(DEFAULT_MEMORY_MIB);
         let seen = u32::try_from(devices).ok().filter(|&n| n > 0);
         let gpus = xml.and_then(|x| x.gpus).or(seen).or(map.and_then(|m| m.gpus)).unwrap_or(0);
-        Ok(VmInfo { id, name, tenant, flavor: Some(Flavor { vcpus, memory_mib, gpus }) })
+        Ok(VmInfo { id, name: name.into(), tenant, flavor: Some(Flavor { vcpus, memory_mib, gpus }) })
     }
 }
 

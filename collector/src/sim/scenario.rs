@@ -227,7 +227,7 @@ fn vms(tpl: &Template, host: usize, churn: bool, rng: &mut Rng) -> Result<Vec<Si
         out.push(SimVmSpec {
             info: VmInfo {
                 id: VmId::new(uuid(rng)).map_err(cfg_err)?,
-                name: format!("{}-{host:02}-{k:02}", class.as_str()),
+                name: format!("{}-{host:02}-{k:02}", class.as_str()).into(),
                 tenant: Some(tenant),
                 flavor: Some(Flavor { vcpus, memory_mib, gpus: gpu_req }),
             },

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use fairwatt_core::{Domain, Energy, GpuUse, HostTruth, IntervalRecord, Micros, PerfSource, VmFeatures, VmRecord, VmTruth};
+use fairwatt_core::{Domain, DomainMap, Energy, GpuUse, HostTruth, IntervalRecord, Micros, PerfSource, VmFeatures, VmRecord, VmTruth};
 
 use super::counters::CounterKind;
 use super::host::{HostPower, Scratch, SimHost};
@@ -179,7 +179,7 @@ impl SimHost {
         rec
     }
 
-    fn vm_record(&self, s: &Scratch, gpus: Vec<GpuUse>, truth: BTreeMap<Domain, Energy>, now_us: u64) -> VmRecord {
+    fn vm_record(&self, s: &Scratch, gpus: Vec<GpuUse>, truth: DomainMap<Energy>, now_us: u64) -> VmRecord {
         let v = &self.vms[s.slot];
         let info = &v.spec.info;
         let memory = info.flavor.map_or(1 << 30, |f| f.memory_mib << 20) as f64;

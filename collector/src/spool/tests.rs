@@ -144,3 +144,21 @@ fn state_slots_survive_a_torn_write_and_reopen() {
 fn crc_matches_reference() {
     assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
 }
+
+#[test]
+fn shorter_state_ignores_leftover_bytes_and_old_format_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(cfg(dir.path())).unwrap();
+    s.save_state(b"{\"long\":\"aaaaaaaaaaaaaaaaaaaa\"}").unwrap();
+    s.save_state(b"{\"long\":\"bbbbbbbbbbbbbbbbbbbb\"}").unwrap();
+    s.save_state(b"{\"n\":1}").unwrap();
+    assert_eq!(s.load_state().unwrap(), b"{\"n\":1}");
+    drop(s);
+    assert_eq!(Spool::open(cfg(dir.path())).unwrap().load_state().unwrap(), b"{\"n\":1}");
+    // Slots as earlier versions wrote them: `GEN CRC DATA` to the end of the file.
+    let old = dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    let data = b"{\"n\":7}";
+    std::fs::write(old.join("state.1"), [format!("9 {:08x} ", crc32(data)).as_bytes(), data].concat()).unwrap();
+    assert_eq!(Spool::open(cfg(&old)).unwrap().load_state().unwrap(), data);
+}
