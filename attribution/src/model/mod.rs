@@ -1,0 +1,204 @@
+//! Power models: fitted on a window of a host's intervals, they give each
+//! domain's idle power and each VM's dynamic power, which the engine turns
+//! into exact integer shares of the measured energy.
+//!
+//! - [`Method::Ratio`]: CPU-time ratio, the Kepler/Scaphandre baseline (GPU
+//!   domains by SM utilisation).
+//! - [`Method::Linear`]: per domain a non-negative elastic net on the VMs'
+//!   summed features ([`nnls`]); additive, so each VM's share is its own term.
+//! - [`Method::Forest`]: the linear model plus a random forest on its
+//!   residuals (non-additive), shares by Shapley values over the VMs.
+//!
+//! Idle power, per domain, comes from one estimator shared by every method
+//! ([`TrainingSet::idle_w`]): the intercept of the non-negative linear fit
+//! of the domain's power on its features, i.e. the power predicted with no
+//! activity. Sharing it keeps method comparisons about the split alone.
+//! It is an extrapolation when the window holds no lightly loaded
+//! intervals; server power curves are concave, so it then tends to fall
+//! below the true idle power (docs/attribution.md measures how far). A
+//! `√u` term was tried and extrapolated worse.
+
+pub mod forest;
+pub mod linear;
+pub mod nnls;
+pub mod ratio;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use fairwatt_core::{Domain, IntervalRecord};
+
+use crate::error::{Error, Result};
+use crate::features::{self, FeatureMode, HwPerCpuSecond, Row};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Ratio,
+    Linear,
+    Forest,
+}
+
+impl Method {
+    pub const ALL: [Method; 3] = [Method::Ratio, Method::Linear, Method::Forest];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Ratio => "ratio",
+            Method::Linear => "linear",
+            Method::Forest => "forest",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Method::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| Error::Param(format!("unknown method {s:?}: expected ratio, linear or forest")))
+    }
+}
+
+/// What a model learned for one domain, kept with its version for audit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DomainFit {
+    pub domain: Domain,
+    pub features: Vec<String>,
+    pub coefficients: Vec<f64>,
+    pub idle_w: f64,
+    /// Training error of predicted against measured domain power.
+    pub rmse_w: f64,
+    pub samples: usize,
+    /// Anything else worth recording (forest size, depth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A fitted model for one host.
+pub trait PowerModel: Send + Sync + fmt::Debug {
+    fn method(&self) -> Method;
+    /// Which CPU-side features the model reads.
+    fn mode(&self) -> FeatureMode;
+    /// Hardware counters per CPU-second, for VMs that lack them.
+    fn impute(&self) -> HwPerCpuSecond;
+    /// Idle power of `d` in watts; `None` for a domain the model never saw.
+    fn idle_watts(&self, d: Domain) -> Option<f64>;
+    /// The domain's predicted power with these VMs (idle included).
+    fn predict_watts(&self, d: Domain, rows: &[Row]) -> Option<f64>;
+    /// Each VM's dynamic power in `d` (W), one per row, used as split
+    /// weights. `None` for a domain the model never saw.
+    fn vm_dynamic(&self, d: Domain, rows: &[Row], out: &mut Vec<f64>) -> Option<()>;
+    fn describe(&self) -> Vec<DomainFit>;
+}
+
+/// One domain's training data: the host's summed features and its power.
+#[derive(Clone, Debug, Default)]
+pub struct DomainData {
+    pub x: Vec<Row>,
+    pub y: Vec<f64>,
+}
+
+/// A window of intervals turned into model inputs.
+#[derive(Clone, Debug)]
+pub struct TrainingSet {
+    pub mode: FeatureMode,
+    pub impute: HwPerCpuSecond,
+    pub domains: BTreeMap<Domain, DomainData>,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub intervals: usize,
+    /// Estimated idle power per domain, W (see the module doc).
+    pub idle_w: BTreeMap<Domain, f64>,
+}
+
+impl TrainingSet {
+    /// `mode`: which CPU-side features to use; `None` picks hardware when
+    /// nearly every busy interval has the counters.
+    pub fn build<'a>(window: impl IntoIterator<Item = &'a IntervalRecord> + Clone, mode: Option<FeatureMode>) -> Result<TrainingSet> {
+        let (mut hw, mut busy) = (0usize, 0usize);
+        let (mut sums, mut cpu) = ([0.0f64; 4], 0.0f64);
+        for r in window.clone() {
+            if r.vms.iter().any(|v| v.features.cpu_time_us > 0) {
+                busy += 1;
+                hw += usize::from(FeatureMode::of(r) == FeatureMode::Hardware);
+            }
+            for v in &r.vms {
+                let f = &v.features;
+                if let (Some(c), Some(i), Some(rf), Some(m)) = (f.cycles, f.instructions, f.cache_references, f.cache_misses) {
+                    sums[0] += c as f64 / 1e9;
+                    sums[1] += i as f64 / 1e9;
+                    sums[2] += rf as f64 / 1e6;
+                    sums[3] += m as f64 / 1e6;
+                    cpu += f.cpu_time_us as f64 / 1e6;
+                }
+            }
+        }
+        // Hardware only when nearly every busy interval has the counters.
+        let mode = mode.unwrap_or(if busy > 0 && hw * 10 >= busy * 9 { FeatureMode::Hardware } else { FeatureMode::Software });
+        let impute = if cpu > 0.0 { sums.map(|s| s / cpu) } else { [0.0; 4] };
+        let mut ts = TrainingSet { mode, impute, domains: BTreeMap::new(), first_seq: u64::MAX, last_seq: 0, intervals: 0, idle_w: BTreeMap::new() };
+        let mut rows = Vec::new();
+        for r in window {
+            ts.first_seq = ts.first_seq.min(r.seq);
+            ts.last_seq = ts.last_seq.max(r.seq);
+            ts.intervals += 1;
+            let dt = r.duration().as_secs_f64();
+            if dt <= 0.0 {
+                continue;
+            }
+            for (d, e) in &r.domains {
+                features::rows(r, d.kind, d.index, mode, &impute, &mut rows);
+                let data = ts.domains.entry(*d).or_default();
+                data.x.push(features::sum_rows(&rows));
+                data.y.push(e.energy_uj.as_uj() as f64 / 1e6 / dt);
+            }
+        }
+        if ts.intervals == 0 {
+            return Err(Error::Fit { method: "any", msg: "the training window is empty".into() });
+        }
+        for (d, data) in &ts.domains {
+            let p = features::names(d.kind, ts.mode).len();
+            let mut g = nnls::Gram::new(p);
+            for (x, y) in data.x.iter().zip(&data.y) {
+                g.add(&x[..p], *y);
+            }
+            let m = g.solve(&nnls::NonNegLinearParams::default())?;
+            ts.idle_w.insert(*d, m.intercept);
+        }
+        Ok(ts)
+    }
+
+    pub fn feature_count(&self, d: Domain) -> usize {
+        features::names(d.kind, self.mode).len()
+    }
+}
+
+/// Fits `method` on a training set.
+pub fn fit(method: Method, ts: &TrainingSet, params: &ModelParams) -> Result<Box<dyn PowerModel>> {
+    Ok(match method {
+        Method::Ratio => Box::new(ratio::RatioModel::fit(ts)?),
+        Method::Linear => Box::new(linear::LinearModel::fit(ts, &params.linear)?),
+        Method::Forest => forest::ForestModel::fit(ts, params)?,
+    })
+}
+
+/// Hyperparameters of every method.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelParams {
+    pub linear: nnls::NonNegLinearParams,
+    pub forest: forest::ForestParams,
+}
+
+impl Default for ModelParams {
+    fn default() -> Self {
+        ModelParams { linear: nnls::NonNegLinearParams::default(), forest: forest::ForestParams::default() }
+    }
+}

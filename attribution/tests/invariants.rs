@@ -1,0 +1,205 @@
+//! The attribution invariants, as properties over random intervals:
+//! exact conservation, symmetry, null player, determinism; and the defined
+//! behaviour on bad input.
+
+use std::collections::BTreeMap;
+
+use fairwatt_attribution::{Attributor, AttributorConfig, Error, IdlePolicy, IntervalAttribution, Method};
+use fairwatt_core::{Domain, DomainEnergy, Energy, Flavor, GpuUse, HostId, IntervalRecord, Micros, PerfSource, TenantId, Timestamp, VmFeatures, VmId, VmRecord};
+use proptest::prelude::*;
+
+fn vm(i: usize, cpu_us: u64, io: u64, gpu: Option<u32>, vcpus: u32) -> VmRecord {
+    VmRecord {
+        vm: VmId::new(format!("vm-{i}")).unwrap(),
+        name: format!("vm-{i}").into(),
+        tenant: Some(TenantId::new(format!("t{}", i % 3)).unwrap()),
+        flavor: Some(Flavor { vcpus, memory_mib: 1024 * vcpus as u64, gpus: u32::from(gpu.is_some()) }),
+        perf: PerfSource::Software,
+        features: VmFeatures {
+            cpu_time_us: cpu_us,
+            io_read_bytes: Some(io),
+            io_write_bytes: Some(io / 2),
+            gpus: gpu.map(|p| vec![GpuUse { gpu: 0, sm_util_pct: p, mem_util_pct: p / 2, ..Default::default() }]).unwrap_or_default(),
+            ..Default::default()
+        },
+        truth: None,
+    }
+}
+
+fn record(seq: u64, vms: Vec<VmRecord>, pkg: u64, dram: u64, gpu: u64) -> IntervalRecord {
+    let start = Timestamp::from_micros(1_700_000_000_000_000 + seq as i64 * 1_000_000).unwrap();
+    let mut domains = BTreeMap::new();
+    domains.insert(Domain::package(0), DomainEnergy::ok(Energy::from_uj(pkg)));
+    domains.insert(Domain::dram(0), DomainEnergy::ok(Energy::from_uj(dram)));
+    domains.insert(Domain::gpu(0), DomainEnergy::ok(Energy::from_uj(gpu)));
+    IntervalRecord { host: HostId::new("h").unwrap(), seq, start, end: start.plus(Micros::from_secs(1)), domains, vms, truth: None }
+}
+
+fn cfg(method: Method, policy: IdlePolicy) -> AttributorConfig {
+    let mut c = AttributorConfig::new(method, policy);
+    c.min_fit = 4;
+    c.window = 50;
+    c.error_window = 5;
+    c
+}
+
+fn run(method: Method, policy: IdlePolicy, recs: &[IntervalRecord]) -> Vec<IntervalAttribution> {
+    let mut a = Attributor::new(cfg(method, policy)).unwrap();
+    let mut out: Vec<IntervalAttribution> = Vec::new();
+    for r in recs {
+        out.extend(a.push(r.clone()).unwrap().into_iter().map(|s| s.attribution));
+    }
+    out.extend(a.flush().into_iter().map(|s| s.attribution));
+    out
+}
+
+fn arb_vm(i: usize) -> impl Strategy<Value = VmRecord> {
+    (0u64..4_000_000, 0u64..50_000_000, proptest::option::of(0u32..=100), 1u32..16).prop_map(move |(c, io, g, v)| vm(i, c, io, g, v))
+}
+
+fn arb_records() -> impl Strategy<Value = Vec<IntervalRecord>> {
+    let one = (0usize..8).prop_flat_map(|n| {
+        let vms: Vec<_> = (0..n).map(arb_vm).collect();
+        (vms, 0u64..500_000_000, 0u64..50_000_000, 0u64..400_000_000)
+    });
+    proptest::collection::vec(one, 1..14)
+        .prop_map(|xs| xs.into_iter().enumerate().map(|(i, (vms, p, d, g))| record(i as u64 * 2, vms, p, d, g)).collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn conserved_exactly_for_every_method_and_policy(recs in arb_records()) {
+        for method in [Method::Ratio, Method::Linear] {
+            for policy in IdlePolicy::ALL {
+                let out = run(method, policy, &recs);
+                prop_assert_eq!(out.len(), recs.len());
+                for (a, r) in out.iter().zip(&recs) {
+                    prop_assert_eq!(a.seq, r.seq);
+                    for d in &a.domains {
+                        prop_assert!(d.is_conserved(), "{method} {policy} seq {} {}: {} accounted of {}", a.seq, d.domain, d.accounted(), d.measured_uj);
+                        prop_assert!(d.idle_uj <= d.measured_uj);
+                        if policy == IdlePolicy::Unattributed {
+                            prop_assert!(d.vms.iter().all(|v| v.idle_uj == Energy::ZERO));
+                        }
+                    }
+                }
+                prop_assert_eq!(&out, &run(method, policy, &recs), "not deterministic");
+            }
+        }
+    }
+
+    #[test]
+    fn identical_vms_get_identical_shares_and_idle_vms_no_dynamic(recs in arb_records(), cpu in 1u64..4_000_000) {
+        // Add a twin pair and a VM that did nothing to every interval.
+        let recs: Vec<IntervalRecord> = recs.into_iter().map(|mut r| {
+            let twin = vm(100, cpu, 1_000_000, Some(40), 4);
+            let mut twin2 = twin.clone();
+            twin2.vm = VmId::new("vm-101").unwrap();
+            r.vms.push(twin);
+            r.vms.push(twin2);
+            r.vms.push(vm(102, 0, 0, None, 2));
+            r
+        }).collect();
+        for method in [Method::Ratio, Method::Linear] {
+            for policy in IdlePolicy::ALL {
+                for a in run(method, policy, &recs) {
+                    for d in &a.domains {
+                        let n = d.vms.len();
+                        let (x, y, idle) = (&d.vms[n - 3], &d.vms[n - 2], &d.vms[n - 1]);
+                        prop_assert_eq!((x.dynamic_uj, x.idle_uj), (y.dynamic_uj, y.idle_uj), "{} {} {}", method, policy, d.domain);
+                        prop_assert_eq!(idle.dynamic_uj, Energy::ZERO, "{} {} {}", method, policy, d.domain);
+                        if policy == IdlePolicy::Dynamic {
+                            prop_assert_eq!(idle.idle_uj, Energy::ZERO);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A host whose power is exactly 100 W idle + 50 W per busy CPU-second.
+fn linear_host(seq: u64, cpus: &[u64]) -> IntervalRecord {
+    let vms: Vec<VmRecord> = cpus.iter().enumerate().map(|(i, c)| vm(i, *c, 0, None, 2)).collect();
+    let pkg = 100_000_000 + cpus.iter().map(|c| c * 50).sum::<u64>();
+    record(seq, vms, pkg, 10_000_000, 0)
+}
+
+#[test]
+fn learns_idle_and_splits_dynamic_by_activity() {
+    let recs: Vec<_> = (0..20).map(|i| linear_host(i, &[200_000 + 30_000 * (i % 7), 500_000, 100_000 * (i % 3)])).collect();
+    let out = run(Method::Linear, IdlePolicy::Unattributed, &recs);
+    let last = out.last().unwrap().domain(Domain::package(0)).unwrap();
+    // Idle 100 J; dynamic 50 J per CPU-second exactly.
+    assert!((last.idle_uj.as_uj() as i64 - 100_000_000).abs() < 10, "{last:?}");
+    let cpus = [200_000 + 30_000 * (19 % 7), 500_000, 100_000 * (19 % 3)];
+    for (s, c) in last.vms.iter().zip(cpus) {
+        assert!((s.dynamic_uj.as_uj() as i64 - (c * 50) as i64).abs() < 10, "{s:?} vs {c}");
+    }
+}
+
+#[test]
+fn bad_input_has_defined_behaviour() {
+    let mut a = Attributor::new(cfg(Method::Linear, IdlePolicy::Equal)).unwrap();
+    let mut out = Vec::new();
+    for i in 0..6 {
+        out.extend(a.push(linear_host(i, &[300_000 + 10_000 * i, 100_000 * (i % 2)])).unwrap());
+    }
+    // A gap in the sequence is fine; going back or repeating is refused.
+    out.extend(a.push(linear_host(10, &[300_000, 0])).unwrap());
+    assert!(matches!(a.push(linear_host(10, &[1, 1])), Err(Error::OutOfOrder { .. })));
+    assert!(matches!(a.push(linear_host(3, &[1, 1])), Err(Error::OutOfOrder { .. })));
+    let mut other = linear_host(11, &[1]);
+    other.host = HostId::new("elsewhere").unwrap();
+    assert!(matches!(a.push(other), Err(Error::WrongHost { .. })));
+    let mut empty = linear_host(11, &[]);
+    empty.end = empty.start;
+    assert!(matches!(a.push(empty), Err(Error::BadRecord { .. })));
+
+    // No VMs: everything measured stays unattributed.
+    let s = a.push(linear_host(12, &[])).unwrap().remove(0).attribution;
+    for d in &s.domains {
+        assert_eq!(d.unattributed_uj, d.measured_uj);
+    }
+    // Measured below the idle estimate: all idle, a note, nothing created.
+    let mut low = linear_host(13, &[200_000, 0]);
+    low.domains.insert(Domain::package(0), DomainEnergy::ok(Energy::from_uj(40_000_000)));
+    let s = a.push(low).unwrap().remove(0).attribution;
+    let p = s.domain(Domain::package(0)).unwrap();
+    assert_eq!(p.idle_uj, Energy::from_uj(40_000_000));
+    assert!(p.vms.iter().all(|v| v.dynamic_uj == Energy::ZERO) && p.is_conserved());
+    assert!(s.notes.iter().any(|n| n.contains("below the idle estimate")), "{:?}", s.notes);
+    assert!(out.iter().all(|s| s.attribution.is_conserved()));
+}
+
+#[test]
+fn short_streams_flush_without_a_model_and_drift_triggers_recalibration() {
+    let mut a = Attributor::new(cfg(Method::Linear, IdlePolicy::Reservation)).unwrap();
+    assert!(a.push(linear_host(0, &[100_000])).unwrap().is_empty());
+    let f = a.flush();
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].attribution.model_version, 0);
+    // All of it split by CPU time: one VM takes everything.
+    assert_eq!(f[0].attribution.domain(Domain::package(0)).unwrap().vms[0].dynamic_uj, Energy::from_uj(105_000_000));
+
+    let mut a = Attributor::new(cfg(Method::Linear, IdlePolicy::Reservation)).unwrap();
+    let mut versions = Vec::new();
+    for i in 0..40u64 {
+        let mut r = linear_host(i, &[100_000 * (i % 5), 300_000]);
+        if i >= 20 {
+            // The host now draws 30 W more at idle (a fan, a firmware change).
+            let e = r.domains[&Domain::package(0)].energy_uj.as_uj() + 30_000_000;
+            r.domains.insert(Domain::package(0), DomainEnergy::ok(Energy::from_uj(e)));
+        }
+        for s in a.push(r).unwrap() {
+            if let Some(v) = s.new_version {
+                versions.push(v);
+            }
+        }
+    }
+    assert_eq!(versions[0].reason, "initial");
+    assert!(versions.len() >= 2 && versions[1].reason.starts_with("recalibration"), "{versions:?}");
+    assert!(versions[1].window_last_seq >= 20);
+}
