@@ -3,6 +3,7 @@
 //! only parses arguments and dispatches.
 
 mod agent;
+mod attribute;
 mod bench;
 mod demo;
 mod simulate;
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run the host agent: sample energy and per-VM features every interval.
     Agent(agent::AgentArgs),
+    /// Attribute a trace's measured energy to its VMs (ratio, linear or forest).
+    Attribute(attribute::AttributeArgs),
     /// Write a simulated fleet's trace (with ground truth) to a directory.
     Simulate(simulate::SimulateArgs),
     /// Run the main job on a simulated fleet and print what it measured.
@@ -39,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Agent(a) => agent::run(a),
+        Command::Attribute(a) => attribute::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),

@@ -106,6 +106,36 @@ pub fn decode_record(text: &str, line: usize) -> Result<IntervalRecord, TraceErr
     Ok(r)
 }
 
+/// Like [`decode_record`], but a VM feature that is not a non-negative
+/// integer (negative, fractional, NaN written as a string or `null`, text)
+/// is dropped instead of failing the line: the interval's measured energy
+/// is kept, the VM stays with what was readable (a bad `cpu_time_us`
+/// becomes 0, i.e. "no activity known"). Returns what was repaired.
+pub fn decode_record_repaired(text: &str, line: usize) -> Result<(IntervalRecord, Vec<String>), TraceError> {
+    if let Ok(r) = decode_record(text, line) {
+        return Ok((r, Vec::new()));
+    }
+    let mut v: serde_json::Value = serde_json::from_str(text).map_err(|e| TraceError::Json { line, msg: e.to_string() })?;
+    let mut repairs = Vec::new();
+    if let Some(vms) = v.get_mut("vms").and_then(|x| x.as_array_mut()) {
+        for (i, vm) in vms.iter_mut().enumerate() {
+            let Some(f) = vm.get_mut("features").and_then(|x| x.as_object_mut()) else { continue };
+            let bad: Vec<String> = f.iter().filter(|(k, x)| *k != "gpus" && !x.is_u64()).map(|(k, _)| k.clone()).collect();
+            for k in bad {
+                repairs.push(format!("line {line}: VM #{i} feature {k} = {} is not a non-negative integer; dropped", f[&k]));
+                if k == "cpu_time_us" {
+                    f.insert(k, serde_json::Value::from(0u64));
+                } else {
+                    f.remove(&k);
+                }
+            }
+        }
+    }
+    let r: IntervalRecord = serde_json::from_value(v).map_err(|e| TraceError::Json { line, msg: e.to_string() })?;
+    r.validate().map_err(|e| TraceError::Invalid { line, msg: e.to_string() })?;
+    Ok((r, repairs))
+}
+
 /// Reads a trace: the header first, then records one at a time. A bad record
 /// is an `Err` item naming its line; iteration goes on with the next line, so
 /// one corrupt line costs that interval only.
@@ -115,6 +145,8 @@ pub struct TraceReader<R> {
     line: usize,
     last_seq: Option<u64>,
     buf: String,
+    repair: bool,
+    repairs: Vec<String>,
 }
 
 impl<R: BufRead> TraceReader<R> {
@@ -125,7 +157,18 @@ impl<R: BufRead> TraceReader<R> {
             return Err(TraceError::Empty);
         }
         let header = decode_header(buf.trim_end())?;
-        Ok(TraceReader { input, header, line: 1, last_seq: None, buf })
+        Ok(TraceReader { input, header, line: 1, last_seq: None, buf, repair: false, repairs: Vec::new() })
+    }
+
+    /// Repairs bad VM features instead of rejecting their line (see
+    /// [`decode_record_repaired`]); what was repaired is kept for [`Self::take_repairs`].
+    pub fn with_repair(mut self) -> Self {
+        self.repair = true;
+        self
+    }
+
+    pub fn take_repairs(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.repairs)
     }
 
     pub fn header(&self) -> &TraceHeader {
@@ -150,7 +193,15 @@ impl<R: BufRead> Iterator for TraceReader<R> {
                 continue;
             }
             let line = self.line;
-            let rec = match decode_record(text, line) {
+            let decoded = if self.repair {
+                decode_record_repaired(text, line).map(|(r, notes)| {
+                    self.repairs.extend(notes);
+                    r
+                })
+            } else {
+                decode_record(text, line)
+            };
+            let rec = match decoded {
                 Ok(r) => r,
                 Err(e) => return Some(Err(e)),
             };
@@ -171,6 +222,25 @@ impl<R: BufRead> Iterator for TraceReader<R> {
             self.last_seq = Some(rec.seq);
             return Some(Ok(rec));
         }
+    }
+}
+
+#[cfg(test)]
+mod repair_tests {
+    use super::*;
+
+    #[test]
+    fn bad_features_are_dropped_not_the_interval() {
+        let good = encode_record(&crate::sample::tests::record(4));
+        let bad = good.replace("\"cpu_time_us\":1500000", "\"cpu_time_us\":-3").replace("\"rss_bytes\":1073741824", "\"rss_bytes\":\"NaN\"");
+        assert!(decode_record(&bad, 2).is_err());
+        let (r, notes) = decode_record_repaired(&bad, 2).unwrap();
+        assert_eq!(r.vms[0].features.cpu_time_us, 0);
+        assert_eq!(r.vms[0].features.rss_bytes, None);
+        assert_eq!(r.domains, crate::sample::tests::record(4).domains);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("line 2"));
+        assert!(decode_record_repaired("{not json", 3).is_err());
     }
 }
 
