@@ -35,6 +35,13 @@ pub enum BenchWhat {
         #[arg(long, hide = true)]
         child: bool,
     },
+    /// Attribution speed: fit on a day of a simulated N-VM host, then apply.
+    Attribution {
+        #[arg(long, default_value_t = 50)]
+        vms: usize,
+        #[arg(long, default_value_t = 24.0)]
+        hours: f64,
+    },
     /// Simulator speed: intervals of one host with N VMs.
     Sim {
         #[arg(long, default_value_t = 50)]
@@ -49,6 +56,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Agent { vms, ticks, real, reopen, child: true } => agent_child(vms.first().copied().unwrap_or(10), ticks, real, reopen),
         BenchWhat::Agent { vms, ticks, real, reopen, child: false } => agent_parent(&vms, ticks, real, reopen),
         BenchWhat::Sim { vms, hours } => sim(vms, hours),
+        BenchWhat::Attribution { vms, hours } => attribution(vms, hours),
     }
 }
 
@@ -211,7 +219,7 @@ fn agent_child(n: usize, ticks: u64, real: bool, reopen: bool) -> anyhow::Result
     Ok(())
 }
 
-fn sim(vms: usize, hours: f64) -> anyhow::Result<()> {
+fn sim_host(vms: usize) -> anyhow::Result<fairwatt_collector::sim::SimHost> {
     use fairwatt_collector::sim::{self, SimHost};
     use fairwatt_core::Micros;
     let mut sc = sim::scenario("mixed", 1, 7, crate::simulate::start_of_today())?;
@@ -221,7 +229,11 @@ fn sim(vms: usize, hours: f64) -> anyhow::Result<()> {
         anyhow::bail!("the mixed scenario has only {} VMs to draw from", cfg.vms.len());
     }
     cfg.interval = Micros::from_secs(1);
-    let mut host = SimHost::new(cfg, 7);
+    Ok(SimHost::new(cfg, 7))
+}
+
+fn sim(vms: usize, hours: f64) -> anyhow::Result<()> {
+    let mut host = sim_host(vms)?;
     let steps = (hours * 3600.0) as u64;
     let (t0, c0) = (Instant::now(), thread_cpu_s());
     let mut vm_steps = 0u64;
@@ -233,5 +245,65 @@ fn sim(vms: usize, hours: f64) -> anyhow::Result<()> {
         "simulator: {steps} intervals of 1 s, {vms} VMs, {vm_steps} VM-intervals: {cpu:.3} s CPU ({el:.3} s wall), {:.0} VM-intervals per CPU-second",
         vm_steps as f64 / cpu
     );
+    Ok(())
+}
+
+/// Times the fit on the whole run, the model applied alone (features to
+/// per-VM dynamic power for every domain), and the full attributor
+/// (idle, exact splits, results); the CPU-time ratio beside each.
+fn attribution(vms: usize, hours: f64) -> anyhow::Result<()> {
+    use fairwatt_attribution::features;
+    use fairwatt_attribution::model::{self, ModelParams, TrainingSet};
+    use fairwatt_attribution::{Attributor, AttributorConfig, IdlePolicy, Method};
+    use fairwatt_core::DomainKind;
+
+    let mut host = sim_host(vms)?;
+    let steps = (hours * 3600.0) as u64;
+    let recs: Vec<_> = (0..steps).map(|_| host.step()).collect();
+    let vm_intervals: u64 = recs.iter().map(|r| r.vms.len() as u64).sum();
+    println!("{steps} intervals of a {vms}-VM host ({vm_intervals} VM-intervals, {} domains)", recs[0].domains.len());
+    for method in [Method::Ratio, Method::Linear] {
+        let c0 = thread_cpu_s();
+        let mode = (method == Method::Ratio).then_some(features::FeatureMode::Software);
+        let ts = TrainingSet::build(recs.iter(), mode)?;
+        let m = model::fit(method, &ts, &ModelParams::default())?;
+        let fit_s = thread_cpu_s() - c0;
+
+        let (mut rows, mut w, mut sink) = (Vec::new(), Vec::new(), 0.0);
+        let c0 = thread_cpu_s();
+        for r in &recs {
+            let mut gpu_rows = Vec::new();
+            features::rows(r, DomainKind::Package, 0, m.mode(), &m.impute(), &mut rows);
+            for d in r.domains.keys() {
+                let rs = if d.kind == DomainKind::Gpu {
+                    features::rows(r, d.kind, d.index, m.mode(), &m.impute(), &mut gpu_rows);
+                    &gpu_rows
+                } else {
+                    &rows
+                };
+                m.vm_dynamic(*d, rs, &mut w);
+                sink += w.iter().sum::<f64>();
+            }
+        }
+        let apply_s = thread_cpu_s() - c0;
+
+        let mut cfg = AttributorConfig::new(method, IdlePolicy::Reservation);
+        cfg.threshold_w = f64::INFINITY;
+        let mut att = Attributor::new(cfg)?;
+        let c0 = thread_cpu_s();
+        let mut n = 0usize;
+        for r in recs.iter().take(3600.min(recs.len())) {
+            n += att.push(r.clone())?.len();
+        }
+        let full_s = thread_cpu_s() - c0;
+        let full_vm: u64 = recs.iter().take(n).map(|r| r.vms.len() as u64).sum();
+        println!(
+            "{method:>6}: fit {fit_s:.3} s CPU; apply {:.2} M VM-intervals/CPU-s ({} domains each); full attributor {:.2} M VM-intervals/CPU-s (first hour, record clones included){}",
+            vm_intervals as f64 / apply_s / 1e6,
+            recs[0].domains.len(),
+            full_vm as f64 / full_s / 1e6,
+            if sink.is_nan() { " (NaN)" } else { "" }
+        );
+    }
     Ok(())
 }
