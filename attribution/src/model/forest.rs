@@ -248,10 +248,11 @@ fn degenerate(xs: &[f64], resid: &[f64], p: usize, leaf: usize) -> Option<&'stat
         return Some("non-finite data");
     }
     let spread = |it: &mut dyn Iterator<Item = f64>| it.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    if (0..p).all(|c| {
+    let constant = |c: usize| {
         let (lo, hi) = spread(&mut xs.iter().skip(c).step_by(p).copied());
         lo == hi
-    }) {
+    };
+    if (0..p).all(constant) {
         return Some("constant features");
     }
     let (lo, hi) = spread(&mut resid.iter().copied());
@@ -309,5 +310,155 @@ impl PowerModel for ForestModel {
                 detail: Some(m.detail.clone()),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::DomainData;
+    use crate::shapley::SplitMix64;
+    use fairwatt_core::DomainKind;
+    use std::time::Instant;
+
+    const PKG: Domain = Domain::new(DomainKind::Package, 0);
+
+    /// A convex server power curve in total CPU seconds per second.
+    fn curve(u: f64) -> f64 {
+        50.0 + 20.0 * u + 30.0 * u * u
+    }
+
+    /// Software mode (cpu_s, io_mb), u uniform on [0, 4]; power ignores IO.
+    fn training(n: usize) -> TrainingSet {
+        let mut rng = SplitMix64::new(11);
+        let mut unif = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let mut data = DomainData::default();
+        for _ in 0..n {
+            let u = 4.0 * unif();
+            data.x.push(row(u, 20.0 * unif()));
+            data.y.push(curve(u));
+        }
+        let domains = BTreeMap::from([(PKG, data)]);
+        TrainingSet { mode: FeatureMode::Software, impute: [0.0; 4], domains, first_seq: 0, last_seq: n as u64 - 1, intervals: n, idle_w: BTreeMap::new() }
+    }
+
+    fn row(cpu: f64, io: f64) -> Row {
+        [cpu, io, 0.0, 0.0, 0.0]
+    }
+    fn fit(ts: &TrainingSet) -> ForestModel {
+        ForestModel::fit_model(ts, &ModelParams::default()).unwrap()
+    }
+
+    #[test]
+    fn fits_a_convex_curve_and_its_idle() {
+        let ts = training(3000);
+        let m = fit(&ts);
+        for k in 1..40 {
+            let u = k as f64 / 10.0;
+            let p = m.predict_watts(PKG, &[row(u * 0.3, 1.0), row(u * 0.7, 2.0)]).unwrap();
+            assert!((p - curve(u)).abs() < 0.03 * curve(u), "u = {u}: {p} vs {}", curve(u));
+        }
+        let f0 = m.predict_watts(PKG, &[]).unwrap();
+        assert!((f0 - 50.0).abs() < 2.5, "f(0) = {f0}");
+        // Without a shared estimate, idle is max(0, f(0)); with one, that one.
+        assert_eq!(m.idle_watts(PKG), Some(f0.max(0.0)));
+        let mut shared = ts.clone();
+        shared.idle_w.insert(PKG, 44.0);
+        assert_eq!(fit(&shared).idle_watts(PKG), Some(44.0));
+        let d = &m.describe()[0];
+        assert_eq!(d.detail.as_deref().unwrap().split(';').next(), Some("forest: 50 trees, depth 10, trained on 3000 samples"));
+        assert!(d.rmse_w < 5.0 && d.samples == 3000 && d.features == ["cpu_s", "io_mb"], "{d:?}");
+        assert!(m.idle_watts(Domain::new(DomainKind::Dram, 0)).is_none());
+    }
+
+    #[test]
+    fn shares_are_shapley_values_of_the_curve() {
+        let m = fit(&training(3000));
+        // v(S) = 20·Σx + 30·(Σx)²  ⇒  φ_i = x_i·(20 + 30·Σx): VM 1 does
+        // twice VM 0's work and gets twice its share, not more.
+        let rows = [row(1.0, 0.0), row(2.0, 5.0), row(0.0, 0.0), row(0.5, 0.0), row(0.5, 0.0)];
+        let mut out = Vec::new();
+        m.vm_dynamic(PKG, &rows, &mut out).unwrap();
+        let total: f64 = rows.iter().map(|r| r[0]).sum();
+        for (i, r) in rows.iter().enumerate() {
+            let want = r[0] * (20.0 + 30.0 * total);
+            assert!(out[i] >= 0.0 && (out[i] - want).abs() < 0.05 * want.max(10.0), "VM {i}: {} vs {want} ({out:?})", out[i]);
+        }
+        assert_eq!(out[2], 0.0, "a VM that did nothing gets nothing");
+        assert!((out[3] - out[4]).abs() < 1e-9 * out[3], "identical VMs: {out:?}");
+        let est = m.shapley(PKG, &rows).unwrap();
+        let dynamic = m.predict_watts(PKG, &rows).unwrap() - m.predict_watts(PKG, &[]).unwrap();
+        assert!(est.exact && (est.values.iter().sum::<f64>() - dynamic).abs() < 1e-9);
+        // An unknown domain has no model.
+        assert!(m.vm_dynamic(Domain::new(DomainKind::Gpu, 0), &rows, &mut out).is_none());
+    }
+
+    #[test]
+    fn many_vms_are_sampled_efficiently_and_deterministically() {
+        let m = fit(&training(3000));
+        let mut rows: Vec<Row> = (0..14).map(|i| row(0.05 + 0.03 * i as f64, i as f64)).collect();
+        rows.push(row(0.0, 0.0));
+        rows.push(rows[3]);
+        let est = m.shapley(PKG, &rows).unwrap();
+        assert!(!est.exact && est.evaluations > 0);
+        let dynamic = m.predict_watts(PKG, &rows).unwrap() - m.predict_watts(PKG, &[]).unwrap();
+        assert!((est.values.iter().sum::<f64>() - dynamic).abs() < 1e-9, "{} vs {dynamic}", est.values.iter().sum::<f64>());
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        m.vm_dynamic(PKG, &rows, &mut a).unwrap();
+        m.vm_dynamic(PKG, &rows, &mut b).unwrap();
+        assert!(a == b && a[14] == 0.0 && a.iter().all(|&w| w >= 0.0), "{a:?}");
+        assert!((a.iter().sum::<f64>() - dynamic).abs() < 0.01 * dynamic, "{a:?} vs {dynamic}");
+        // Sampled, so identical VMs agree within the reported error.
+        assert!((a[3] - a[15]).abs() <= 1.96 * (est.std_err[3] + est.std_err[15]) + 1e-9, "{} vs {}", a[3], a[15]);
+        // A refit gives the same model.
+        let mut c = Vec::new();
+        fit(&training(3000)).vm_dynamic(PKG, &rows, &mut c).unwrap();
+        assert_eq!(a, c);
+    }
+
+    #[test]
+    fn degenerate_data_falls_back_to_the_base_model() {
+        let cases: [(&str, Vec<(Row, f64)>); 3] = [
+            ("constant power", (0..100).map(|i| (row(i as f64 / 50.0, 1.0), 80.0)).collect()),
+            ("one sample", vec![(row(1.0, 2.0), 90.0)]),
+            ("no activity", (0..100).map(|i| (row(0.0, 0.0), 60.0 + (i % 3) as f64)).collect()),
+        ];
+        for (what, samples) in cases {
+            let mut ts = training(10);
+            let data = ts.domains.get_mut(&PKG).unwrap();
+            data.x = samples.iter().map(|s| s.0).collect();
+            data.y = samples.iter().map(|s| s.1).collect();
+            let m = fit(&ts);
+            assert!(m.describe()[0].detail.as_deref().unwrap().contains("base linear model alone"), "{what}");
+            let mut out = Vec::new();
+            m.vm_dynamic(PKG, &[row(1.0, 0.0), row(0.0, 0.0)], &mut out).unwrap();
+            assert!(out.iter().all(|w| w.is_finite() && *w >= 0.0) && out[1] == 0.0, "{what}: {out:?}");
+            assert!(m.predict_watts(PKG, &[row(0.5, 0.0)]).unwrap().is_finite(), "{what}");
+        }
+        // Nonsense parameters are refused; an empty config gives the defaults.
+        let bad = ModelParams { forest: ForestParams { shapley_exact_max: 25, ..Default::default() }, ..Default::default() };
+        assert!(ForestModel::fit(&training(100), &bad).is_err());
+        assert_eq!(serde_json::from_str::<ForestParams>("{}").unwrap(), ForestParams::default());
+    }
+
+    /// `CARGO_TARGET_DIR=/work/target-release cargo test --release -p
+    /// fairwatt-attribution -- --ignored --nocapture forest_timing`
+    #[test]
+    #[ignore]
+    fn forest_timing() {
+        for n in [1800, 4000, 20_000] {
+            let t = Instant::now();
+            let m = fit(&training(n));
+            println!("fit on {n} intervals: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+            for vms in if n == 4000 { vec![8, 10, 11, 20, 50] } else { vec![] } {
+                let rows: Vec<Row> = (0..vms).map(|i| row(3.0 / vms as f64 * (0.5 + (i % 4) as f64 / 3.0), (i % 5) as f64)).collect();
+                let (mut out, t) = (Vec::new(), Instant::now());
+                (0..20).for_each(|_| m.vm_dynamic(PKG, &rows, &mut out).unwrap());
+                let est = m.shapley(PKG, &rows).unwrap();
+                let (ms, hw) = (t.elapsed().as_secs_f64() * 1e3 / 20.0, est.max_half_width());
+                let pct = 100.0 * hw / est.values.iter().sum::<f64>();
+                println!("vm_dynamic, {vms} VMs: {ms:.2} ms, {} evaluations, exact {}, 95 % half-width {hw:.3} W ({pct:.2} %)", est.evaluations, est.exact);
+            }
+        }
     }
 }
