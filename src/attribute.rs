@@ -102,6 +102,7 @@ pub fn run(a: AttributeArgs) -> anyhow::Result<()> {
     cfg.window = a.window;
     cfg.min_fit = a.min_fit;
     cfg.threshold_w = a.threshold_w;
+    // Refuse a bad configuration before creating the output file.
     Attributor::new(cfg.clone())?;
     let files = fairwatt_collector::trace_io::files(&a.input)?;
     let file = File::create(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;

@@ -255,8 +255,6 @@ fn attribution(vms: usize, hours: f64) -> anyhow::Result<()> {
     use fairwatt_attribution::features;
     use fairwatt_attribution::model::{self, ModelParams, TrainingSet};
     use fairwatt_attribution::{Attributor, AttributorConfig, IdlePolicy, Method};
-    use fairwatt_core::DomainKind;
-
     let mut host = sim_host(vms)?;
     let steps = (hours * 3600.0) as u64;
     let recs: Vec<_> = (0..steps).map(|_| host.step()).collect();
@@ -271,17 +269,11 @@ fn attribution(vms: usize, hours: f64) -> anyhow::Result<()> {
 
         let (mut rows, mut w, mut sink) = (Vec::new(), Vec::new(), 0.0);
         let c0 = thread_cpu_s();
+        let mut gpu_rows = Vec::new();
         for r in &recs {
-            let mut gpu_rows = Vec::new();
-            features::rows(r, DomainKind::Package, 0, m.mode(), &m.impute(), &mut rows);
+            features::cpu_rows(r, m.mode(), &m.impute(), &mut rows);
             for d in r.domains.keys() {
-                let rs = if d.kind == DomainKind::Gpu {
-                    features::rows(r, d.kind, d.index, m.mode(), &m.impute(), &mut gpu_rows);
-                    &gpu_rows
-                } else {
-                    &rows
-                };
-                m.vm_dynamic(*d, rs, &mut w);
+                m.vm_dynamic(*d, features::domain_rows(r, *d, m.mode(), &m.impute(), &rows, &mut gpu_rows), &mut w);
                 sink += w.iter().sum::<f64>();
             }
         }

@@ -173,15 +173,7 @@ impl Attributor {
                 Err(_) if self.pending < self.cfg.window => return Ok(Vec::new()),
                 Err(_) => return Ok(self.flush()),
             };
-            let held: Vec<IntervalRecord> = self.window.iter().rev().take(self.pending).rev().cloned().collect();
-            self.pending = 0;
-            let mut out: Vec<Step> = held
-                .iter()
-                .map(|r| {
-                    let (attribution, error_w) = self.attribute(r);
-                    Step { attribution, new_version: None, error_w }
-                })
-                .collect();
+            let mut out = self.attribute_held();
             if let Some(first) = out.first_mut() {
                 first.new_version = Some(v);
             }
@@ -224,6 +216,12 @@ impl Attributor {
     /// Attributes the intervals still held for the first model, without
     /// one (version 0); for streams shorter than `min_fit`.
     pub fn flush(&mut self) -> Vec<Step> {
+        self.attribute_held()
+    }
+
+    /// Attributes the `pending` intervals at the back of the window with
+    /// the current model (none before the first fit).
+    fn attribute_held(&mut self) -> Vec<Step> {
         let held: Vec<IntervalRecord> = self.window.iter().rev().take(self.pending).rev().cloned().collect();
         self.pending = 0;
         held.iter()
@@ -269,7 +267,7 @@ impl Attributor {
         let mode = model.map_or(FeatureMode::Software, |m| m.mode());
         let impute = model.map_or([0.0; 4], |m| m.impute());
         let mut notes = Vec::new();
-        let imputed = features::rows(rec, DomainKind::Package, 0, mode, &impute, &mut self.cpu_rows);
+        let imputed = features::cpu_rows(rec, mode, &impute, &mut self.cpu_rows);
         if imputed > 0 {
             notes.push(format!("{imputed} VMs lack hardware counters: imputed from CPU time at the model's mean rates"));
         }
@@ -280,12 +278,7 @@ impl Attributor {
         let mut gpu_users = vec![false; rec.vms.len()];
         for (d, de) in &rec.domains {
             let measured = de.energy_uj.as_uj();
-            let rows: &[Row] = if d.kind == DomainKind::Gpu {
-                features::rows(rec, d.kind, d.index, mode, &impute, &mut self.rows);
-                &self.rows
-            } else {
-                &self.cpu_rows
-            };
+            let rows = features::domain_rows(rec, *d, mode, &impute, &self.cpu_rows, &mut self.rows);
             let mut da = DomainAttribution {
                 domain: *d,
                 measured_uj: de.energy_uj,
@@ -381,16 +374,10 @@ fn host_error(m: &dyn PowerModel, rec: &IntervalRecord, cpu_rows: &mut Vec<Row>,
     if dt_s <= 0.0 {
         return None;
     }
-    features::rows(rec, DomainKind::Package, 0, m.mode(), &m.impute(), cpu_rows);
+    features::cpu_rows(rec, m.mode(), &m.impute(), cpu_rows);
     let (mut p, mut y) = (0.0, 0.0);
     for (d, e) in rec.domains.iter().filter(|(d, _)| d.is_top_level()) {
-        let r: &[Row] = if d.kind == DomainKind::Gpu {
-            features::rows(rec, d.kind, d.index, m.mode(), &m.impute(), rows);
-            rows
-        } else {
-            cpu_rows
-        };
-        p += m.predict_watts(*d, r)?;
+        p += m.predict_watts(*d, features::domain_rows(rec, *d, m.mode(), &m.impute(), cpu_rows, rows))?;
         y += e.energy_uj.as_uj() as f64 / 1e6 / dt_s;
     }
     Some((p - y).abs())

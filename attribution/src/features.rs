@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use fairwatt_core::{DomainKind, IntervalRecord, PerfSource, VmRecord};
+use fairwatt_core::{Domain, DomainKind, IntervalRecord, PerfSource, VmRecord};
 
 /// Most features any domain's model uses.
 pub const MAX_FEATURES: usize = 5;
@@ -123,6 +123,23 @@ pub fn rows(rec: &IntervalRecord, kind: DomainKind, index: u32, mode: FeatureMod
         out.push(row);
     }
     imputed
+}
+
+/// Every VM's CPU-side row (one computation serves all CPU-side domains);
+/// returns how many VMs had hardware counters imputed.
+pub fn cpu_rows(rec: &IntervalRecord, mode: FeatureMode, impute: &HwPerCpuSecond, out: &mut Vec<Row>) -> usize {
+    rows(rec, DomainKind::Package, 0, mode, impute, out)
+}
+
+/// The rows domain `d`'s model reads: `cpu` (from [`cpu_rows`]) for a
+/// CPU-side domain, the GPU's rows, computed into `gpu`, for a GPU.
+pub fn domain_rows<'a>(rec: &IntervalRecord, d: Domain, mode: FeatureMode, impute: &HwPerCpuSecond, cpu: &'a [Row], gpu: &'a mut Vec<Row>) -> &'a [Row] {
+    if d.kind == DomainKind::Gpu {
+        rows(rec, d.kind, d.index, mode, impute, gpu);
+        gpu
+    } else {
+        cpu
+    }
 }
 
 pub fn sum_rows(rows: &[Row]) -> Row {

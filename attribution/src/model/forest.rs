@@ -38,7 +38,7 @@ use smartcore::linalg::basic::matrix::DenseMatrix;
 
 use fairwatt_core::Domain;
 
-use super::nnls::{Gram, NonNegLinear};
+use super::nnls::NonNegLinear;
 use super::{DomainFit, Method, ModelParams, PowerModel, TrainingSet};
 use crate::error::{Error, Result};
 use crate::features::{self, FeatureMode, HwPerCpuSecond, Row};
@@ -147,11 +147,7 @@ impl ForestModel {
         let mut fits = BTreeMap::new();
         for (d, data) in &ts.domains {
             let p = ts.feature_count(*d);
-            let mut g = Gram::new(p);
-            for (x, y) in data.x.iter().zip(&data.y) {
-                g.add(&x[..p], *y);
-            }
-            let base = g.solve(&params.linear)?;
+            let base = data.fit_linear(p, &params.linear)?.model;
 
             // Evenly strided subsample: deterministic, spans the window.
             let n = data.y.len();

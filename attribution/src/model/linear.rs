@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use fairwatt_core::Domain;
 
-use super::nnls::{Gram, NonNegLinear, NonNegLinearParams};
-use super::{DomainFit, Method, PowerModel, TrainingSet};
+use super::nnls::{NonNegLinear, NonNegLinearParams};
+use super::{DomainFit, LinearFit, Method, PowerModel, TrainingSet};
 use crate::error::Result;
 use crate::features::{self, FeatureMode, HwPerCpuSecond, Row};
 
@@ -15,7 +15,7 @@ use crate::features::{self, FeatureMode, HwPerCpuSecond, Row};
 pub struct LinearModel {
     mode: FeatureMode,
     impute: HwPerCpuSecond,
-    fits: BTreeMap<Domain, (NonNegLinear, f64, usize)>,
+    fits: BTreeMap<Domain, LinearFit>,
     idle_w: BTreeMap<Domain, f64>,
 }
 
@@ -23,20 +23,13 @@ impl LinearModel {
     pub fn fit(ts: &TrainingSet, params: &NonNegLinearParams) -> Result<LinearModel> {
         let mut fits = BTreeMap::new();
         for (d, data) in &ts.domains {
-            let p = ts.feature_count(*d);
-            let mut g = Gram::new(p);
-            for (x, y) in data.x.iter().zip(&data.y) {
-                g.add(&x[..p], *y);
-            }
-            let m = g.solve(params)?;
-            let rmse = g.rmse(&m);
-            fits.insert(*d, (m, rmse, g.n()));
+            fits.insert(*d, data.fit_linear(ts.feature_count(*d), params)?);
         }
         Ok(LinearModel { mode: ts.mode, impute: ts.impute, fits, idle_w: ts.idle_w.clone() })
     }
 
     pub fn domain(&self, d: Domain) -> Option<&NonNegLinear> {
-        self.fits.get(&d).map(|f| &f.0)
+        self.fits.get(&d).map(|f| &f.model)
     }
 }
 
@@ -54,11 +47,11 @@ impl PowerModel for LinearModel {
         self.idle_w.get(&d).copied()
     }
     fn predict_watts(&self, d: Domain, rows: &[Row]) -> Option<f64> {
-        let m = &self.fits.get(&d)?.0;
+        let m = &self.fits.get(&d)?.model;
         Some(m.predict_row(&features::sum_rows(rows)))
     }
     fn vm_dynamic(&self, d: Domain, rows: &[Row], out: &mut Vec<f64>) -> Option<()> {
-        let m = &self.fits.get(&d)?.0;
+        let m = &self.fits.get(&d)?.model;
         out.clear();
         out.extend(rows.iter().map(|r| m.coef.iter().zip(r).map(|(b, x)| b * x).sum::<f64>()));
         Some(())
@@ -66,13 +59,13 @@ impl PowerModel for LinearModel {
     fn describe(&self) -> Vec<DomainFit> {
         self.fits
             .iter()
-            .map(|(d, (m, rmse, n))| DomainFit {
+            .map(|(d, f)| DomainFit {
                 domain: *d,
                 features: features::names(d.kind, self.mode).iter().map(|s| s.to_string()).collect(),
-                coefficients: m.coef.clone(),
-                idle_w: self.idle_w.get(d).copied().unwrap_or(m.intercept),
-                rmse_w: *rmse,
-                samples: *n,
+                coefficients: f.model.coef.clone(),
+                idle_w: self.idle_w.get(d).copied().unwrap_or(f.model.intercept),
+                rmse_w: f.rmse_w,
+                samples: f.samples,
                 detail: None,
             })
             .collect()

@@ -106,6 +106,26 @@ pub struct DomainData {
     pub y: Vec<f64>,
 }
 
+/// A non-negative linear fit of one domain, with its training error.
+#[derive(Clone, Debug)]
+pub struct LinearFit {
+    pub model: nnls::NonNegLinear,
+    pub rmse_w: f64,
+    pub samples: usize,
+}
+
+impl DomainData {
+    /// The non-negative linear fit of power on the first `p` feature columns.
+    pub fn fit_linear(&self, p: usize, params: &nnls::NonNegLinearParams) -> Result<LinearFit> {
+        let mut g = nnls::Gram::new(p);
+        for (x, y) in self.x.iter().zip(&self.y) {
+            g.add(&x[..p], *y);
+        }
+        let model = g.solve(params)?;
+        Ok(LinearFit { rmse_w: g.rmse(&model), samples: g.n(), model })
+    }
+}
+
 /// A window of intervals turned into model inputs.
 #[derive(Clone, Debug)]
 pub struct TrainingSet {
@@ -145,7 +165,7 @@ impl TrainingSet {
         let mode = mode.unwrap_or(if busy > 0 && hw * 10 >= busy * 9 { FeatureMode::Hardware } else { FeatureMode::Software });
         let impute = if cpu > 0.0 { sums.map(|s| s / cpu) } else { [0.0; 4] };
         let mut ts = TrainingSet { mode, impute, domains: BTreeMap::new(), first_seq: u64::MAX, last_seq: 0, intervals: 0, idle_w: BTreeMap::new() };
-        let mut rows = Vec::new();
+        let (mut cpu, mut gpu) = (Vec::new(), Vec::new());
         for r in window {
             ts.first_seq = ts.first_seq.min(r.seq);
             ts.last_seq = ts.last_seq.max(r.seq);
@@ -154,10 +174,11 @@ impl TrainingSet {
             if dt <= 0.0 {
                 continue;
             }
+            features::cpu_rows(r, mode, &impute, &mut cpu);
             for (d, e) in &r.domains {
-                features::rows(r, d.kind, d.index, mode, &impute, &mut rows);
+                let rows = features::domain_rows(r, *d, mode, &impute, &cpu, &mut gpu);
                 let data = ts.domains.entry(*d).or_default();
-                data.x.push(features::sum_rows(&rows));
+                data.x.push(features::sum_rows(rows));
                 data.y.push(e.energy_uj.as_uj() as f64 / 1e6 / dt);
             }
         }
@@ -165,13 +186,8 @@ impl TrainingSet {
             return Err(Error::Fit { method: "any", msg: "the training window is empty".into() });
         }
         for (d, data) in &ts.domains {
-            let p = features::names(d.kind, ts.mode).len();
-            let mut g = nnls::Gram::new(p);
-            for (x, y) in data.x.iter().zip(&data.y) {
-                g.add(&x[..p], *y);
-            }
-            let m = g.solve(&nnls::NonNegLinearParams::default())?;
-            ts.idle_w.insert(*d, m.intercept);
+            let fit = data.fit_linear(ts.feature_count(*d), &nnls::NonNegLinearParams::default())?;
+            ts.idle_w.insert(*d, fit.model.intercept);
         }
         Ok(ts)
     }
@@ -191,14 +207,8 @@ pub fn fit(method: Method, ts: &TrainingSet, params: &ModelParams) -> Result<Box
 }
 
 /// Hyperparameters of every method.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelParams {
     pub linear: nnls::NonNegLinearParams,
     pub forest: forest::ForestParams,
-}
-
-impl Default for ModelParams {
-    fn default() -> Self {
-        ModelParams { linear: nnls::NonNegLinearParams::default(), forest: forest::ForestParams::default() }
-    }
 }

@@ -5,16 +5,22 @@ use std::collections::BTreeMap;
 
 use fairwatt_core::{Domain, DomainKind};
 
-use super::nnls::{Gram, NonNegLinearParams};
-use super::{DomainFit, Method, PowerModel, TrainingSet};
+use super::nnls::NonNegLinearParams;
+use super::{DomainFit, LinearFit, Method, PowerModel, TrainingSet};
 use crate::error::Result;
 use crate::features::{FeatureMode, HwPerCpuSecond, Row};
 
 #[derive(Debug, Clone)]
 pub struct RatioModel {
-    /// Per domain: idle W, W per unit of the ratio feature and the line's
-    /// own intercept (for error tracking), RMSE, samples.
-    fits: BTreeMap<Domain, (f64, f64, f64, usize, f64)>,
+    fits: BTreeMap<Domain, RatioFit>,
+}
+
+#[derive(Debug, Clone)]
+struct RatioFit {
+    /// The shared idle estimate (see [`super`]).
+    idle_w: f64,
+    /// Power on the ratio feature alone: its slope for error tracking.
+    line: LinearFit,
 }
 
 impl RatioModel {
@@ -26,13 +32,9 @@ impl RatioModel {
         }
         let mut fits = BTreeMap::new();
         for (d, data) in &ts.domains {
-            let mut g = Gram::new(1);
-            for (x, y) in data.x.iter().zip(&data.y) {
-                g.add(&[x[0]], *y);
-            }
-            let m = g.solve(&NonNegLinearParams::default())?;
-            let idle = ts.idle_w.get(d).copied().unwrap_or(m.intercept);
-            fits.insert(*d, (idle, m.coef[0], g.rmse(&m), g.n(), m.intercept));
+            let line = data.fit_linear(1, &NonNegLinearParams::default())?;
+            let idle_w = ts.idle_w.get(d).copied().unwrap_or(line.model.intercept);
+            fits.insert(*d, RatioFit { idle_w, line });
         }
         Ok(RatioModel { fits })
     }
@@ -50,16 +52,17 @@ impl PowerModel for RatioModel {
         [0.0; 4]
     }
     fn idle_watts(&self, d: Domain) -> Option<f64> {
-        self.fits.get(&d).map(|f| f.0)
+        self.fits.get(&d).map(|f| f.idle_w)
     }
     fn predict_watts(&self, d: Domain, rows: &[Row]) -> Option<f64> {
         let f = self.fits.get(&d)?;
-        Some(f.4 + f.1 * rows.iter().map(|r| r[0]).sum::<f64>())
+        Some(f.line.model.predict_row(&[rows.iter().map(|r| r[0]).sum::<f64>()]))
     }
     fn vm_dynamic(&self, d: Domain, rows: &[Row], out: &mut Vec<f64>) -> Option<()> {
         let f = self.fits.get(&d)?;
         out.clear();
-        out.extend(rows.iter().map(|r| r[0] * f.1.max(1e-9)));
+        let slope = f.line.model.coef[0].max(1e-9);
+        out.extend(rows.iter().map(|r| r[0] * slope));
         Some(())
     }
     fn describe(&self) -> Vec<DomainFit> {
@@ -68,10 +71,10 @@ impl PowerModel for RatioModel {
             .map(|(d, f)| DomainFit {
                 domain: *d,
                 features: vec![if d.kind == DomainKind::Gpu { "sm" } else { "cpu_s" }.to_string()],
-                coefficients: vec![f.1],
-                idle_w: f.0,
-                rmse_w: f.2,
-                samples: f.3,
+                coefficients: f.line.model.coef.clone(),
+                idle_w: f.idle_w,
+                rmse_w: f.line.rmse_w,
+                samples: f.line.samples,
                 detail: None,
             })
             .collect()

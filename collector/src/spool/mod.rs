@@ -74,9 +74,8 @@ pub struct Spool {
     acked: Option<u64>,
     stats: SpoolStats,
     state_gen: u64,
-    /// The two state slots, held open with the length last written to each,
-    /// so a save is one `pwrite` (plus `ftruncate` only when it shrinks).
-    state_files: [Option<(File, u64)>; 2],
+    /// The two state slots, held open so a save is one `pwrite`.
+    state_files: [Option<File>; 2],
 }
 
 fn spool_err(path: &Path, msg: impl std::fmt::Display) -> Error {
@@ -251,21 +250,18 @@ impl Spool {
         buf.extend_from_slice(data);
         if self.state_files[slot].is_none() {
             let f = OpenOptions::new().create(true).write(true).truncate(false).open(&path).map_err(|e| spool_err(&path, e))?;
-            let len = f.metadata().map_err(|e| spool_err(&path, e))?.len();
-            self.state_files[slot] = Some((f, len));
+            self.state_files[slot] = Some(f);
         }
-        let (f, len) = self.state_files[slot].as_mut().expect("slot opened above");
+        let f = self.state_files[slot].as_ref().expect("slot opened above");
         use std::os::unix::fs::FileExt;
         // The header carries the length, so bytes left over from a longer
         // earlier state are ignored: no truncate, which on ext4 forces a
         // writeback of the file on every tick the state shrinks.
-        let res = f.write_all_at(&buf, 0);
-        if let Err(e) = res {
+        if let Err(e) = f.write_all_at(&buf, 0) {
             // Reopen next time: the file may have been replaced or its disk remounted.
             self.state_files[slot] = None;
             return Err(spool_err(&path, e));
         }
-        *len = (*len).max(buf.len() as u64);
         if self.cfg.fsync {
             f.sync_data().map_err(|e| spool_err(&path, e))?;
         }
