@@ -67,7 +67,7 @@ fn proc_reader_reads_a_vm_process_and_sees_progress() {
     assert_eq!(a.vcpu_time_us, Some(ticks_us(100)));
     assert_eq!(a.rss_bytes, 1024 << 20);
     assert_eq!((a.io_read_bytes, a.io_write_bytes), (Some(4096 * 50), Some(512 * 7)));
-    assert_eq!(a.threads, vec![4242, 4243, 4244, 4245, 4246]);
+    assert_eq!(*a.threads, [4242, 4243, 4244, 4245, 4246]);
     assert!(r.is_alive(4242, a.start_time_ticks));
 
     // Many reads, so the cached thread classification is exercised and re-checked.
@@ -95,12 +95,12 @@ fn held_files_see_progress_and_new_threads() {
     h.tree.add_thread(4242, 4300, "CPU 2/KVM").unwrap();
     h.tree.add_cpu_time(4242, 5, 0).unwrap();
     let s = r.read(4242).unwrap();
-    assert_eq!(s.threads, vec![4242, 4243, 4244, 4245, 4246, 4300]);
+    assert_eq!(*s.threads, [4242, 4243, 4244, 4245, 4246, 4300]);
     assert_eq!(s.vcpu_time_us, Some(ticks_us(30 + 5)));
     // And unplugged: its time is no longer a vCPU's.
     h.tree.remove_thread(4242, 4244).unwrap();
     let s = r.read(4242).unwrap();
-    assert_eq!(s.threads, vec![4242, 4243, 4245, 4246, 4300]);
+    assert_eq!(*s.threads, [4242, 4243, 4245, 4246, 4300]);
     assert_eq!(s.vcpu_time_us, Some(ticks_us(15 + 5)));
     assert_eq!(s.cpu_time_us, ticks_us(35 + 3));
 }

@@ -6,12 +6,18 @@
 //! once that process exits, reads fail with ESRCH even if the PID is reused.
 //! On other filesystems (fixture trees) deleted files stay readable, so
 //! there files are opened by path on every read.
+//!
+//! On the host's own procfs the process's CPU time comes from its kernel
+//! CPU clock and its RSS from `statm` ([`Main::Clock`]), which together cost
+//! a third of formatting and parsing all of `stat`; `stat` is then read only
+//! once, for the start time.
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// A file read once per tick.
 pub(super) enum Src {
@@ -77,13 +83,29 @@ pub(super) struct Vcpu {
     pub schedstat: bool,
 }
 
+/// Where a process's CPU time and RSS come from on each tick.
+pub(super) enum Main {
+    /// `stat`, parsed whole: by path (fixture trees, over the descriptor
+    /// budget) or held (a procfs of another PID namespace).
+    Stat(Src),
+    /// The kernel's process CPU clock (`clock_gettime` on the PID's
+    /// CPU-time clock: one syscall, no text) and `statm` for RSS, held open;
+    /// `task` is `/proc/PID/task`, whose link count is the thread count plus
+    /// two. A clock is named by PID number, so it alone cannot tell a reused
+    /// PID; the held `statm` can: it is read after the clock, and a read that
+    /// succeeds proves the process was alive, so its PID not yet reused,
+    /// when the clock was read. Only on the procfs of our own PID namespace.
+    Clock { clock: libc::clockid_t, statm: Src, task: File, stat_path: PathBuf },
+}
+
 pub(super) struct Handle {
     pub start_time_ticks: u64,
-    pub stat: Src,
+    pub main: Main,
     /// `None` once the file proved unreadable (another user's process without root) or absent.
     pub io: Option<Src>,
     pub num_threads: u64,
-    pub threads: Vec<u32>,
+    /// Shared with every [`super::ProcStats`] handed out, so a tick does not copy it.
+    pub threads: Arc<[u32]>,
     pub vcpus: Vec<Vcpu>,
     pub non_vcpu: HashSet<u32>,
     pub reads: u32,
@@ -92,18 +114,27 @@ pub(super) struct Handle {
 }
 
 impl Handle {
-    pub fn new(stat: Src, io: Option<Src>) -> Self {
-        Handle { start_time_ticks: 0, stat, io, num_threads: 0, threads: Vec::new(), vcpus: Vec::new(), non_vcpu: HashSet::new(), reads: 0, buf: Vec::new() }
+    pub fn new(main: Main, io: Option<Src>) -> Self {
+        Handle { start_time_ticks: 0, main, io, num_threads: 0, threads: Arc::from([]), vcpus: Vec::new(), non_vcpu: HashSet::new(), reads: 0, buf: Vec::new() }
     }
 
     /// File descriptors this handle keeps open.
     pub fn fds(&self) -> usize {
-        usize::from(self.stat.is_held()) + self.io.as_ref().map_or(0, |s| usize::from(s.is_held())) + self.vcpus.iter().filter(|v| v.src.is_held()).count()
+        let main = match &self.main {
+            Main::Stat(s) => usize::from(s.is_held()),
+            Main::Clock { .. } => 2,
+        };
+        main + self.io.as_ref().map_or(0, |s| usize::from(s.is_held())) + self.vcpus.iter().filter(|v| v.src.is_held()).count()
     }
 
-    /// Closes the files, keeping the paths, when the descriptor budget is spent.
+    /// Closes the files, keeping the paths, when the descriptor budget is
+    /// spent. Without a held file the clock could read a reused PID, so a
+    /// clock handle goes back to `stat` by path (its start time checked each read).
     pub fn unhold(&mut self) {
-        self.stat.unhold();
+        match &mut self.main {
+            Main::Stat(s) => s.unhold(),
+            Main::Clock { stat_path, .. } => self.main = Main::Stat(Src::Path(std::mem::take(stat_path))),
+        }
         if let Some(io) = &mut self.io {
             io.unhold();
         }
@@ -114,12 +145,48 @@ impl Handle {
 
     /// Forgets the threads, as when a PID turns out to be a new process.
     pub fn reset_threads(&mut self) {
-        self.threads.clear();
+        self.threads = Arc::from([]);
         self.vcpus.clear();
         self.non_vcpu.clear();
         self.num_threads = 0;
         self.reads = 0;
     }
+}
+
+/// The thread count from a held `/proc/PID/task` directory (`fstat`: its
+/// link count is two plus the threads); `None` if it says nothing useful.
+pub(super) fn thread_count(task: &File) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fstat writes into `st`; the descriptor is owned by `task`.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::fstat(task.as_raw_fd(), &mut st) };
+    #[allow(clippy::unnecessary_cast)] // st_nlink's width differs between targets
+    let n = st.st_nlink as u64;
+    (rc == 0 && n > 2).then(|| n - 2)
+}
+
+/// The CPU time of the whole process behind `clock` in ns: the scheduler's
+/// run time summed over its threads, dead ones included, which is what
+/// `stat`'s utime + stime are scaled to (at clock-tick resolution).
+pub(super) fn clock_ns(clock: libc::clockid_t) -> io::Result<u64> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into `ts`.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64))
+}
+
+/// The CPU-time clock of process `pid` (`clock_getcpuclockid`, which also
+/// checks the process exists).
+pub(super) fn process_clock(pid: u32) -> io::Result<libc::clockid_t> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: writes the clock id into `clock`.
+    let rc = unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(clock)
 }
 
 #[cfg(test)]

@@ -13,11 +13,11 @@ pub mod stat;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub use cgroup::{CgroupReader, CgroupRef, CgroupStats, CgroupVersion};
 
-use self::handle::{Handle, Src, Vcpu};
+use self::handle::{Handle, Main, Src, Vcpu};
 
 use crate::error::{Error, Result};
 
@@ -26,12 +26,15 @@ const SENSOR: &str = "procfs";
 /// A process's statistics at one instant; counters are cumulative since it started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcStats {
-    /// User + system time of all threads of the process, µs.
+    /// User + system time of all threads of the process, µs: from the
+    /// process's CPU clock (ns) on the host's procfs, else from `stat` in
+    /// whole clock ticks.
     pub cpu_time_us: u64,
     /// Run time of the threads QEMU named `CPU N/KVM` (with
     /// `debug-threads=on`), µs; `None` when no thread carries such a name.
-    /// Taken from their `schedstat` (ns) where the kernel has it, so it may
-    /// exceed `cpu_time_us` (whole clock ticks) by up to a tick; subtract saturating.
+    /// Taken from their `schedstat` (ns) where the kernel has it; where
+    /// `cpu_time_us` is in whole clock ticks this may exceed it by up to a
+    /// tick, so subtract saturating.
     pub vcpu_time_us: Option<u64>,
     pub rss_bytes: u64,
     /// Bytes read from storage (`/proc/PID/io`); `None` when the file is not
@@ -43,7 +46,7 @@ pub struct ProcStats {
     pub start_time_ticks: u64,
     /// Thread ids, ascending. Re-listed when the thread count changes and
     /// every 32 reads, so a thread replaced by another may show for a while.
-    pub threads: Vec<u32>,
+    pub threads: Arc<[u32]>,
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of `stat` times.
@@ -83,6 +86,9 @@ pub struct ProcReader {
     ticks_per_sec: u64,
     page_size: u64,
     hold_files: bool,
+    /// `root` is the procfs of our PID namespace, so its PIDs name the
+    /// processes whose CPU clocks `clock_gettime` reads.
+    own_procfs: bool,
     max_held_fds: usize,
     cache: Mutex<Cache>,
 }
@@ -96,6 +102,7 @@ impl ProcReader {
             ticks_per_sec: clock_ticks_per_sec(),
             page_size: page_size(),
             hold_files: is_procfs(procfs_root),
+            own_procfs: is_own_procfs(procfs_root),
             max_held_fds: fd_budget(),
             cache: Mutex::new(Cache::default()),
         }
@@ -120,13 +127,31 @@ impl ProcReader {
     /// Reads one process. A process that is gone yields an error whose
     /// [`Error::is_not_found`] is true.
     pub fn read(&self, pid: u32) -> Result<ProcStats> {
-        let mut h = match self.take(pid) {
-            Some(h) => h,
-            None => self.open(pid)?,
+        let mut c = self.lock();
+        let c = &mut *c;
+        let h = match c.handles.entry(pid) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let h = self.open(pid)?;
+                c.held_fds += h.fds();
+                e.insert(h)
+            }
         };
-        let stats = self.sample(pid, &mut h)?;
-        self.put(pid, h);
-        Ok(stats)
+        let before = h.fds();
+        let r = self.sample(pid, h);
+        let after = h.fds();
+        c.held_fds = (c.held_fds + after).saturating_sub(before);
+        if r.is_err() {
+            // Gone, or unreadable: the next read starts afresh.
+            if let Some(h) = c.handles.remove(&pid) {
+                c.held_fds = c.held_fds.saturating_sub(h.fds());
+            }
+        } else if c.held_fds > self.max_held_fds {
+            let h = c.handles.get_mut(&pid).expect("just sampled");
+            h.unhold();
+            c.held_fds = c.held_fds.saturating_sub(after - h.fds());
+        }
+        r
     }
 
     /// The start time of a process, the cheap check that a PID still is the
@@ -155,25 +180,8 @@ impl ProcReader {
         self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn take(&self, pid: u32) -> Option<Handle> {
-        let mut c = self.lock();
-        let h = c.handles.remove(&pid)?;
-        c.held_fds = c.held_fds.saturating_sub(h.fds());
-        Some(h)
-    }
-
-    fn put(&self, pid: u32, mut h: Handle) {
-        let mut c = self.lock();
-        if c.held_fds + h.fds() > self.max_held_fds {
-            h.unhold();
-        }
-        c.held_fds += h.fds();
-        c.handles.insert(pid, h);
-    }
-
     fn open(&self, pid: u32) -> Result<Handle> {
         let dir = self.root.join(pid.to_string());
-        let stat = Src::open(dir.join("stat"), self.hold_files).map_err(|e| io_err(&dir.join("stat"), e))?;
         let io_path = dir.join("io");
         let io = match Src::open(io_path.clone(), self.hold_files) {
             Ok(s) => Some(s),
@@ -184,7 +192,42 @@ impl ProcReader {
                 e => return Err(e),
             },
         };
-        Ok(Handle::new(stat, io))
+        if self.hold_files && self.own_procfs {
+            match self.open_clock(pid, &dir) {
+                Ok(mut h) => {
+                    h.io = io;
+                    return Ok(h);
+                }
+                Err(e) if e.is_not_found() => return Err(e),
+                // Anything else (a kernel without process CPU clocks): `stat`.
+                Err(e) => tracing::debug!(pid, error = %e, "process CPU clock unusable, reading stat"),
+            }
+        }
+        let stat = Src::open(dir.join("stat"), self.hold_files).map_err(|e| io_err(&dir.join("stat"), e))?;
+        Ok(Handle::new(Main::Stat(stat), io))
+    }
+
+    /// A handle that reads the CPU clock and `statm`. The start time is read
+    /// once, from `stat`, after the held files are open: the first read of
+    /// the held `statm` then proves it was this process's.
+    fn open_clock(&self, pid: u32, dir: &Path) -> Result<Handle> {
+        let statm = Src::open(dir.join("statm"), true).map_err(|e| io_err(&dir.join("statm"), e))?;
+        let task_path = dir.join("task");
+        let task = std::fs::File::open(&task_path).map_err(|e| io_err(&task_path, e))?;
+        let clock = handle::process_clock(pid).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                io_err(dir, e)
+            } else {
+                Error::Device { sensor: SENSOR, msg: format!("no CPU clock for process {pid}: {e}") }
+            }
+        })?;
+        let stat_path = dir.join("stat");
+        let mut text = String::with_capacity(512);
+        read_into(&stat_path, &mut text)?;
+        let st = stat::parse_stat(&text).map_err(|m| Error::parse(SENSOR, &stat_path, m))?;
+        let mut h = Handle::new(Main::Clock { clock, statm, task, stat_path }, None);
+        h.start_time_ticks = st.start_time_ticks;
+        Ok(h)
     }
 
     fn sample(&self, pid: u32, h: &mut Handle) -> Result<ProcStats> {
@@ -194,28 +237,26 @@ impl ProcReader {
         r
     }
 
+    /// Order matters on the clock path: everything is read before the held
+    /// `statm`, whose successful read proves none of it came from another
+    /// process that reused the PID; the vCPU times before the process clock,
+    /// so they do not run ahead of it.
     fn sample_with(&self, pid: u32, h: &mut Handle, buf: &mut Vec<u8>) -> Result<ProcStats> {
-        let st = stat::parse_stat(read_text(&h.stat, buf)?).map_err(|m| Error::parse(SENSOR, h.stat.path(), m))?;
-        if h.reads > 0 && st.start_time_ticks != h.start_time_ticks {
-            // Only when reading by path: the PID now names another process.
-            h.reset_threads();
-        }
-        h.start_time_ticks = st.start_time_ticks;
-        let cpu_time_us = self.ticks_to_us(st.utime_ticks.saturating_add(st.stime_ticks));
-        let rss_bytes = st.rss_pages.saturating_mul(self.page_size);
-        let (num_threads, start_time_ticks) = (st.num_threads, st.start_time_ticks);
-
-        let mut io_bytes = (None, None);
-        if let Some(src) = &h.io {
-            match read_text(src, buf) {
-                Ok(text) => {
-                    let (r, w) = stat::parse_io(text).map_err(|m| Error::parse(SENSOR, src.path(), m))?;
-                    io_bytes = (Some(r), Some(w));
-                }
-                Err(Error::PermissionDenied { .. }) => h.io = None,
-                Err(e) if e.is_not_found() && !src.is_held() => h.io = None,
-                Err(e) => return Err(e),
+        let (num_threads, from_stat) = match &h.main {
+            Main::Stat(src) => {
+                let st = stat::parse_stat(read_text(src, buf)?).map_err(|m| Error::parse(SENSOR, src.path(), m))?;
+                let cpu_time_us = self.ticks_to_us(st.utime_ticks.saturating_add(st.stime_ticks));
+                (st.num_threads, Some((cpu_time_us, st.rss_pages, st.start_time_ticks)))
             }
+            // No count (not a procfs directory): rely on the periodic relist.
+            Main::Clock { task, .. } => (handle::thread_count(task).unwrap_or(h.num_threads), None),
+        };
+        if let Some((_, _, start)) = from_stat {
+            if h.reads > 0 && start != h.start_time_ticks {
+                // Only when reading by path: the PID now names another process.
+                h.reset_threads();
+            }
+            h.start_time_ticks = start;
         }
 
         if h.reads.is_multiple_of(RELIST_EVERY) || num_threads != h.num_threads {
@@ -242,17 +283,42 @@ impl ProcReader {
         }
         if !gone.is_empty() {
             h.vcpus.retain(|v| !gone.contains(&v.tid));
-            h.threads.retain(|t| !gone.contains(t));
+            h.threads = h.threads.iter().copied().filter(|t| !gone.contains(t)).collect();
+        }
+
+        let (cpu_time_us, rss_pages) = match (&h.main, from_stat) {
+            (_, Some((cpu, rss, _))) => (cpu, rss),
+            (Main::Clock { clock, statm, .. }, None) => {
+                let cpu_ns = handle::clock_ns(*clock);
+                // A process that is gone fails here, before its clock's error counts.
+                let pages = stat::parse_statm(read_text(statm, buf)?).map_err(|m| Error::parse(SENSOR, statm.path(), m))?;
+                let cpu_ns = cpu_ns.map_err(|e| Error::Device { sensor: SENSOR, msg: format!("CPU clock of process {pid}: {e}") })?;
+                (cpu_ns / 1000, pages)
+            }
+            (Main::Stat(_), None) => unreachable!("a stat handle always has its stat fields"),
+        };
+
+        let mut io_bytes = (None, None);
+        if let Some(src) = &h.io {
+            match read_text(src, buf) {
+                Ok(text) => {
+                    let (r, w) = stat::parse_io(text).map_err(|m| Error::parse(SENSOR, src.path(), m))?;
+                    io_bytes = (Some(r), Some(w));
+                }
+                Err(Error::PermissionDenied { .. }) => h.io = None,
+                Err(e) if e.is_not_found() && !src.is_held() => h.io = None,
+                Err(e) => return Err(e),
+            }
         }
         h.reads = h.reads.wrapping_add(1);
         Ok(ProcStats {
             cpu_time_us,
             vcpu_time_us: vcpu_ns.map(|ns| ns / 1000),
-            rss_bytes,
+            rss_bytes: rss_pages.saturating_mul(self.page_size),
             io_read_bytes: io_bytes.0,
             io_write_bytes: io_bytes.1,
-            start_time_ticks,
-            threads: h.threads.clone(),
+            start_time_ticks: h.start_time_ticks,
+            threads: Arc::clone(&h.threads),
         })
     }
 
@@ -296,7 +362,7 @@ impl ProcReader {
             };
             h.vcpus.push(vcpu);
         }
-        h.threads = threads;
+        h.threads = threads.into();
         Ok(())
     }
 
@@ -315,6 +381,12 @@ fn read_text<'b>(src: &Src, buf: &'b mut Vec<u8>) -> Result<&'b str> {
 fn is_procfs(root: &Path) -> bool {
     const PROC_SUPER_MAGIC: i64 = 0x9fa0;
     fs_magic(root) == Some(PROC_SUPER_MAGIC)
+}
+
+/// Whether `root` is the procfs of our own PID namespace: its `self` names
+/// this process by the PID we would pass to `clock_gettime`.
+fn is_own_procfs(root: &Path) -> bool {
+    is_procfs(root) && std::fs::read_link(root.join("self")).is_ok_and(|l| l.as_os_str() == std::process::id().to_string().as_str())
 }
 
 /// The magic number of the filesystem `path` is on (`statfs`).
@@ -393,5 +465,128 @@ mod tests {
         assert_eq!(b.vcpu_time_us, Some(2 * 3 * 2 * 1_000_000 / clock_ticks_per_sec()));
         r.retain(&HashSet::from([200]));
         assert_eq!(r.lock().held_fds, 0);
+    }
+
+    /// A child process on the real /proc, killed and reaped on drop.
+    struct Kid(std::process::Child);
+
+    impl Drop for Kid {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn kid(script: &str) -> Kid {
+        Kid(std::process::Command::new("/bin/sh").args(["-c", script]).spawn().unwrap())
+    }
+
+    fn proc_root() -> Option<&'static Path> {
+        let root = Path::new("/proc");
+        if is_own_procfs(root) {
+            Some(root)
+        } else {
+            eprintln!("skipping: /proc is not this PID namespace's procfs");
+            None
+        }
+    }
+
+    fn is_clock(r: &ProcReader, pid: u32) -> bool {
+        matches!(r.lock().handles.get(&pid).map(|h| &h.main), Some(Main::Clock { .. }))
+    }
+
+    #[test]
+    fn clock_path_agrees_with_stat() {
+        let Some(root) = proc_root() else { return };
+        // Busy for a while, then asleep, so both readers see the same total.
+        let k = kid("i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 30");
+        let pid = k.0.id();
+        let fast = ProcReader::new(root);
+        let mut slow = ProcReader::new(root);
+        slow.own_procfs = false;
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        let a = fast.read(pid).unwrap();
+        let b = slow.read(pid).unwrap();
+        assert!(is_clock(&fast, pid) && !is_clock(&slow, pid));
+        assert_eq!(a.start_time_ticks, b.start_time_ticks);
+        assert_eq!(a.start_time_ticks, fast.start_time(pid).unwrap());
+        // Recent kernels sum the per-CPU RSS counters exactly for `statm`
+        // but not for `stat`, whose figure may lag by a per-CPU batch.
+        assert!(a.rss_bytes > 0 && a.rss_bytes.abs_diff(b.rss_bytes) <= 1 << 20, "statm {} B, stat {} B", a.rss_bytes, b.rss_bytes);
+        assert_eq!(*a.threads, [pid]);
+        assert_eq!(a.io_read_bytes.is_some(), b.io_read_bytes.is_some());
+        // stat truncates each of utime and stime to whole ticks.
+        let tick_us = 1_000_000 / clock_ticks_per_sec();
+        assert!(a.cpu_time_us + 1000 >= b.cpu_time_us && a.cpu_time_us <= b.cpu_time_us + 2 * tick_us + 1000, "clock {} µs, stat {} µs", a.cpu_time_us, b.cpu_time_us);
+        let again = fast.read(pid).unwrap();
+        assert!(again.cpu_time_us >= a.cpu_time_us);
+    }
+
+    #[test]
+    fn clock_path_reports_a_gone_process_as_not_found() {
+        let Some(root) = proc_root() else { return };
+        let mut k = kid("exec sleep 30");
+        let pid = k.0.id();
+        let r = ProcReader::new(root);
+        r.read(pid).unwrap();
+        assert!(is_clock(&r, pid));
+        k.0.kill().unwrap();
+        k.0.wait().unwrap();
+        let e = r.read(pid).unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        assert!(r.lock().handles.is_empty(), "the dead process's handle is dropped");
+    }
+
+    /// The clock names a live process, but the held `statm` is a dead
+    /// one's, as after PID reuse: the read must fail as not found, not
+    /// return the live process's CPU time.
+    #[test]
+    fn clock_path_never_reads_a_reused_pid() {
+        let Some(root) = proc_root() else { return };
+        let mut dead = kid("exec sleep 30");
+        let live = kid("exec sleep 30");
+        let r = ProcReader::new(root);
+        let dead_statm = Src::open(root.join(dead.0.id().to_string()).join("statm"), true).unwrap();
+        let dead_task = std::fs::File::open(root.join(dead.0.id().to_string()).join("task")).unwrap();
+        dead.0.kill().unwrap();
+        dead.0.wait().unwrap();
+        let clock = handle::process_clock(live.0.id()).unwrap();
+        let mut h = Handle::new(Main::Clock { clock, statm: dead_statm, task: dead_task, stat_path: PathBuf::new() }, None);
+        let e = r.sample(live.0.id(), &mut h).unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+    }
+
+    /// The clock path relists threads when the count changes, not only
+    /// every RELIST_EVERY reads, and reads vCPU threads' `schedstat`.
+    #[test]
+    fn clock_path_finds_a_new_vcpu_thread_at_once() {
+        let Some(root) = proc_root() else { return };
+        let me = std::process::id();
+        let r = ProcReader::new(root);
+        let first = r.read(me).unwrap();
+        assert!(is_clock(&r, me));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::Builder::new()
+            .name("CPU 0/KVM".into())
+            .spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                tx.send(unsafe { libc::gettid() } as u32).unwrap();
+                let t0 = std::time::Instant::now();
+                while t0.elapsed() < std::time::Duration::from_millis(50) {
+                    std::hint::black_box(0u64);
+                }
+                let _ = stop_rx.recv();
+            })
+            .unwrap();
+        let tid = rx.recv().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        let second = r.read(me).unwrap();
+        stop_tx.send(()).unwrap();
+        t.join().unwrap();
+        assert!(!first.threads.contains(&tid) && second.threads.contains(&tid), "{tid} in {:?}", second.threads);
+        let vcpu = second.vcpu_time_us.expect("the CPU 0/KVM thread is a vCPU");
+        assert!(vcpu >= 20_000, "busy 50 ms, counted {vcpu} µs");
+        assert!(vcpu <= second.cpu_time_us, "vCPU {vcpu} µs > process {} µs", second.cpu_time_us);
     }
 }
