@@ -263,7 +263,7 @@ fn attribution(vms: usize, hours: f64) -> anyhow::Result<()> {
     for method in [Method::Ratio, Method::Linear] {
         let c0 = thread_cpu_s();
         let mode = (method == Method::Ratio).then_some(features::FeatureMode::Software);
-        let ts = TrainingSet::build(recs.iter(), mode)?;
+        let ts = TrainingSet::build(recs.iter(), mode, &Default::default())?;
         let m = model::fit(method, &ts, &ModelParams::default())?;
         let fit_s = thread_cpu_s() - c0;
 

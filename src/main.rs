@@ -4,6 +4,7 @@
 
 mod agent;
 mod attribute;
+mod attribution_eval;
 mod bench;
 mod demo;
 mod simulate;
@@ -26,12 +27,23 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Attribute a trace's measured energy to its VMs (ratio, linear or forest).
     Attribute(attribute::AttributeArgs),
+    /// Attribution tools: `eval` scores every method against simulated ground truth.
+    Attribution {
+        #[command(subcommand)]
+        command: AttributionCommand,
+    },
     /// Write a simulated fleet's trace (with ground truth) to a directory.
     Simulate(simulate::SimulateArgs),
     /// Run the main job on a simulated fleet and print what it measured.
     Demo(demo::DemoArgs),
     /// Measure the agent's and the simulator's speed.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum AttributionCommand {
+    /// Run ratio, linear and forest on a grid of simulated hosts and score them against ground truth.
+    Eval(attribution_eval::EvalArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +55,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Agent(a) => agent::run(a),
         Command::Attribute(a) => attribute::run(a),
+        Command::Attribution { command: AttributionCommand::Eval(a) } => attribution_eval::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),

@@ -14,9 +14,14 @@
 //! 5. whatever the splits cannot place (no weights, uneven rounding units)
 //!    is the domain's `unattributed_uj`; `Σ shares + unattributed = M`.
 //!
-//! The first `min_fit` intervals are held back until the first model is
-//! fitted on them, then attributed with it: no interval is billed without an
-//! idle estimate. A stream that ends sooner is attributed by
+//! Intervals are held back until `min_fit` of them saw VM activity (or the
+//! window is full), then the first model is fitted and they are attributed
+//! with it: no interval is billed without an idle estimate. Idle power comes
+//! from [`crate::idle_power`]: configured, else observed in quiet intervals
+//! (tracked over the host's whole stream), else extrapolated; a model whose
+//! idle was extrapolated is re-fitted as soon as enough quiet intervals have
+//! been seen. A model with no weight for any active VM in a domain (fitted
+//! before those VMs did anything) splits it by CPU time and says so. A stream that ends sooner is attributed by
 //! [`Attributor::flush`] without a model (version 0): idle taken as 0 and
 //! the whole of `M` split by CPU time (GPU: SM utilisation), as the ratio
 //! baseline does.
@@ -31,6 +36,7 @@ use crate::alloc::split;
 use crate::error::{Error, Result};
 use crate::features::{self, FeatureMode, Row};
 use crate::idle::IdlePolicy;
+use crate::idle_power::{IdleSource, IdleTracker};
 use crate::model::{self, DomainFit, Method, ModelParams, PowerModel, TrainingSet};
 use crate::result::{DomainAttribution, IntervalAttribution, VmShare};
 
@@ -49,11 +55,31 @@ pub struct AttributorConfig {
     /// model's own median error on its training window, if larger: a model
     /// cannot beat the noise it was trained on).
     pub threshold_w: f64,
+    /// Idle power per domain measured by the operator (W); wins over any estimate.
+    #[serde(default)]
+    pub idle_watts: std::collections::BTreeMap<Domain, f64>,
+    /// Quiet intervals (no VM ran) needed before their median is the idle power.
+    #[serde(default = "default_min_quiet")]
+    pub min_quiet: usize,
+}
+
+fn default_min_quiet() -> usize {
+    30
 }
 
 impl AttributorConfig {
     pub fn new(method: Method, idle_policy: IdlePolicy) -> Self {
-        AttributorConfig { method, idle_policy, params: ModelParams::default(), window: 1800, min_fit: 60, error_window: 60, threshold_w: 2.0 }
+        AttributorConfig {
+            method,
+            idle_policy,
+            params: ModelParams::default(),
+            window: 1800,
+            min_fit: 60,
+            error_window: 60,
+            threshold_w: 2.0,
+            idle_watts: Default::default(),
+            min_quiet: default_min_quiet(),
+        }
     }
 }
 
@@ -98,6 +124,11 @@ pub struct Attributor {
     last_seq: Option<u64>,
     /// Intervals at the back of `window` not yet attributed (before the first model).
     pending: usize,
+    /// How many of those saw VM activity.
+    busy_pending: usize,
+    idle: IdleTracker,
+    /// The current model extrapolated some domain's idle power.
+    idle_extrapolated: bool,
     cpu_rows: Vec<Row>,
     rows: Vec<Row>,
     weights: Vec<f64>,
@@ -108,6 +139,9 @@ impl Attributor {
         cfg.params.linear.check()?;
         if cfg.window < cfg.min_fit.max(2) || cfg.error_window == 0 {
             return Err(Error::Param(format!("window ({}) must hold at least min_fit ({}) and 2 intervals; error_window must be > 0", cfg.window, cfg.min_fit)));
+        }
+        if let Some((d, w)) = cfg.idle_watts.iter().find(|(_, w)| !(w.is_finite() && **w >= 0.0)) {
+            return Err(Error::Param(format!("configured idle power of {d} must be finite and ≥ 0 W, got {w}")));
         }
         let threshold = cfg.threshold_w;
         Ok(Attributor {
@@ -121,6 +155,9 @@ impl Attributor {
             since_fit: 0,
             last_seq: None,
             pending: 0,
+            busy_pending: 0,
+            idle: IdleTracker::new(),
+            idle_extrapolated: false,
             cpu_rows: Vec::new(),
             rows: Vec::new(),
             weights: Vec::new(),
@@ -157,6 +194,7 @@ impl Attributor {
         }
         self.host = Some(rec.host.clone());
         self.last_seq = Some(rec.seq);
+        let quiet = self.idle.observe(&rec);
 
         if self.model.is_none() {
             self.window.push_back(rec);
@@ -164,7 +202,9 @@ impl Attributor {
                 self.window.pop_front();
             }
             self.pending += 1;
-            if self.window.len() < self.cfg.min_fit {
+            self.busy_pending += usize::from(!quiet);
+            // Fit once enough intervals show activity, or when holding more would overflow the window.
+            if self.window.len() < self.cfg.min_fit || (self.busy_pending < self.cfg.min_fit && self.pending < self.cfg.window) {
                 return Ok(Vec::new());
             }
             let v = match self.refit("initial".into()) {
@@ -193,7 +233,9 @@ impl Attributor {
         }
         self.since_fit += 1;
 
-        let reason = if self.since_fit >= self.cfg.error_window && self.errors.len() >= self.cfg.error_window {
+        let reason = if self.idle_extrapolated && self.idle_now_known() {
+            Some(format!("recalibration: idle power observed in {} quiet intervals replaces the extrapolated estimate", self.idle.quiet_intervals()))
+        } else if self.since_fit >= self.cfg.error_window && self.errors.len() >= self.cfg.error_window {
             let med = median(self.errors.iter().copied());
             (med > self.threshold).then(|| format!("recalibration: median error {med:.2} W over the last {} intervals exceeds {:.2} W", self.errors.len(), self.threshold))
         } else {
@@ -205,6 +247,7 @@ impl Attributor {
                 // Keep the current model; try again after another error window.
                 Err(_) => {
                     self.since_fit = 0;
+                    self.idle_extrapolated = false;
                     None
                 }
             },
@@ -224,6 +267,7 @@ impl Attributor {
     fn attribute_held(&mut self) -> Vec<Step> {
         let held: Vec<IntervalRecord> = self.window.iter().rev().take(self.pending).rev().cloned().collect();
         self.pending = 0;
+        self.busy_pending = 0;
         held.iter()
             .map(|r| {
                 let (attribution, error_w) = self.attribute(r);
@@ -232,10 +276,22 @@ impl Attributor {
             .collect()
     }
 
+    /// Every domain the current model extrapolated now has a configured or observed idle power.
+    fn idle_now_known(&self) -> bool {
+        self.idle.quiet_intervals() >= self.cfg.min_quiet as u64
+            && self.window.back().is_some_and(|r| r.domains.keys().all(|d| self.cfg.idle_watts.contains_key(d) || self.idle.estimate(*d, self.cfg.min_quiet).is_some()))
+    }
+
     fn refit(&mut self, reason: String) -> Result<ModelVersion> {
         let mode = (self.cfg.method == Method::Ratio).then_some(FeatureMode::Software);
-        let ts = TrainingSet::build(self.window.iter(), mode)?;
+        let known = self.idle.known(&self.cfg.idle_watts, self.cfg.min_quiet);
+        let ts = TrainingSet::build(self.window.iter(), mode, &known)?;
         let m = model::fit(self.cfg.method, &ts, &self.cfg.params)?;
+        let mut domains = m.describe();
+        for f in &mut domains {
+            f.idle = ts.idle.get(&f.domain).copied();
+        }
+        self.idle_extrapolated = ts.idle.values().any(|e| e.source == IdleSource::Extrapolated);
         let mut errs: Vec<f64> = self.window.iter().filter_map(|r| host_error(m.as_ref(), r, &mut self.cpu_rows, &mut self.rows)).collect();
         let train_med = median_vec(&mut errs);
         self.threshold = self.cfg.threshold_w.max(2.0 * train_med);
@@ -252,7 +308,7 @@ impl Attributor {
             window_last_seq: ts.last_seq,
             window_intervals: ts.intervals,
             train_median_error_w: train_med,
-            domains: m.describe(),
+            domains,
         };
         self.model = Some(m);
         self.since_fit = 0;
@@ -316,12 +372,14 @@ impl Attributor {
                 continue;
             }
             let have = model.and_then(|m| m.vm_dynamic(*d, rows, &mut self.weights)).is_some();
-            if !have {
-                if model.is_some() {
-                    notes.push(format!("{d}: not in model version {}: split by CPU time (GPU: SM utilisation)", self.version));
-                }
+            let weightless = have && dynamic > 0 && !self.weights.iter().any(|w| *w > 0.0);
+            if !have || weightless {
                 self.weights.clear();
                 self.weights.extend(fallback_weights(rec, *d, rows, mode, dt_s));
+                if model.is_some() && (!have || self.weights.iter().any(|w| *w > 0.0)) {
+                    let why = if have { "gives no active VM a weight" } else { "does not cover it" };
+                    notes.push(format!("{d}: model version {} {why}: split by CPU time (GPU: SM utilisation)", self.version));
+                }
             }
             let ds = split(dynamic, &self.weights);
             dyn_shares.clear();

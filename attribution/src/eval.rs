@@ -4,7 +4,7 @@
 //! dynamic energy (`VmTruth`), both summed over the top-level domains
 //! (packages, DRAM, GPUs), per VM-hour. Idle shares are a policy choice,
 //! not a fact, so they are not scored. VM-hours whose true dynamic energy is
-//! under [`MIN_TRUE_J`] (a VM averaging under 1 W above idle) are left out
+//! under [`MIN_TRUE_J`] (a VM averaging under 0.1 W above idle) are left out
 //! of the percentage errors: their relative error says nothing about the
 //! bill. The worst VM is taken over whole runs.
 
@@ -16,8 +16,8 @@ use fairwatt_core::{IntervalRecord, VmId};
 
 use crate::result::IntervalAttribution;
 
-/// VM-hours with less true dynamic energy than this are not scored (1 W for an hour).
-pub const MIN_TRUE_J: f64 = 3600.0;
+/// VM-hours with less true dynamic energy than this are not scored (0.1 W for an hour).
+pub const MIN_TRUE_J: f64 = 360.0;
 
 #[derive(Default, Clone, Copy)]
 struct Acc {

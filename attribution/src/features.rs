@@ -8,6 +8,14 @@
 //!   gives weight only to what explains its energy (misses, IO).
 //! - `gpu-N` uses each VM's SM and memory utilisation of device N.
 //!
+//! Two hardware-mode features are per-VM shapes, not raw counts: misses
+//! weighted by the VM's own miss ratio (`M·M/R`) and instructions weighted
+//! by its own IPC (`I·I/C`). Both are still rates that add up over VMs (so
+//! the model stays additive and a VM's share is its own term), but they let
+//! a linear model charge a memory-bound VM more per miss than a cache-friendly
+//! one (prefetch and write-back traffic the miss counter does not show), and
+//! a wide-vector, high-IPC VM more per cycle.
+//!
 //! Records hold unsigned integers, so a feature here is never NaN or
 //! negative; a trace whose JSON carries such values is repaired (the value
 //! dropped, the VM kept) when it is read, see `fairwatt attribute`.
@@ -17,14 +25,15 @@ use serde::{Deserialize, Serialize};
 use fairwatt_core::{Domain, DomainKind, IntervalRecord, PerfSource, VmRecord};
 
 /// Most features any domain's model uses.
-pub const MAX_FEATURES: usize = 5;
+pub const MAX_FEATURES: usize = 7;
 
 pub type Row = [f64; MAX_FEATURES];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FeatureMode {
-    /// cycles, instructions (10⁹/s), LLC references, misses (10⁶/s), disk IO (MB/s).
+    /// cycles, instructions (10⁹/s), LLC references, misses (10⁶/s), disk IO
+    /// (MB/s), misses × miss ratio (10⁶/s), instructions × IPC (10⁹/s).
     Hardware,
     /// CPU seconds per second and disk IO (MB/s).
     Software,
@@ -33,7 +42,7 @@ pub enum FeatureMode {
 impl FeatureMode {
     pub fn names(self) -> &'static [&'static str] {
         match self {
-            FeatureMode::Hardware => &["cycles_g", "instructions_g", "llc_refs_m", "llc_misses_m", "io_mb"],
+            FeatureMode::Hardware => &["cycles_g", "instructions_g", "llc_refs_m", "llc_misses_m", "io_mb", "miss_weighted_m", "ipc_weighted_g"],
             FeatureMode::Software => &["cpu_s", "io_mb"],
         }
     }
@@ -77,28 +86,28 @@ pub fn cpu_row(v: &VmRecord, dt_s: f64, mode: FeatureMode, impute: &HwPerCpuSeco
     let io = (rate(f.io_read_bytes.unwrap_or(0)) + rate(f.io_write_bytes.unwrap_or(0))) / 1e6;
     let cpu_s = rate(f.cpu_time_us) / 1e6;
     match mode {
-        FeatureMode::Software => ([cpu_s, io, 0.0, 0.0, 0.0], false),
-        FeatureMode::Hardware if has_hw(v) => (
-            [
-                rate(f.cycles.unwrap_or(0)) / 1e9,
-                rate(f.instructions.unwrap_or(0)) / 1e9,
-                rate(f.cache_references.unwrap_or(0)) / 1e6,
-                rate(f.cache_misses.unwrap_or(0)) / 1e6,
-                io,
-            ],
-            false,
-        ),
+        FeatureMode::Software => ([cpu_s, io, 0.0, 0.0, 0.0, 0.0, 0.0], false),
+        FeatureMode::Hardware if has_hw(v) => {
+            let (c, i) = (rate(f.cycles.unwrap_or(0)) / 1e9, rate(f.instructions.unwrap_or(0)) / 1e9);
+            let (r, m) = (rate(f.cache_references.unwrap_or(0)) / 1e6, rate(f.cache_misses.unwrap_or(0)) / 1e6);
+            (hw_row(c, i, r, m, io), false)
+        }
         FeatureMode::Hardware => {
             let imputed = cpu_s > 0.0;
-            ([cpu_s * impute[0], cpu_s * impute[1], cpu_s * impute[2], cpu_s * impute[3], io], imputed)
+            (hw_row(cpu_s * impute[0], cpu_s * impute[1], cpu_s * impute[2], cpu_s * impute[3], io), imputed)
         }
     }
+}
+
+fn hw_row(c: f64, i: f64, r: f64, m: f64, io: f64) -> Row {
+    let ratio = |a: f64, b: f64| if b > 0.0 { (a / b).min(1e3) } else { 0.0 };
+    [c, i, r, m, io, m * ratio(m, r).min(1.0), i * ratio(i, c)]
 }
 
 /// The VM's SM and memory utilisation of GPU `gpu` (0–1); a passthrough
 /// owner's too, so the device's idle power can be learned like any other's.
 pub fn gpu_row(v: &VmRecord, gpu: u32) -> Option<Row> {
-    v.features.gpus.iter().find(|g| g.gpu == gpu).map(|g| [g.sm_util_pct as f64 / 100.0, g.mem_util_pct as f64 / 100.0, 0.0, 0.0, 0.0])
+    v.features.gpus.iter().find(|g| g.gpu == gpu).map(|g| [g.sm_util_pct as f64 / 100.0, g.mem_util_pct as f64 / 100.0, 0.0, 0.0, 0.0, 0.0, 0.0])
 }
 
 /// The VM that owns GPU `gpu` outright, if one does.

@@ -6,7 +6,7 @@
 //! - [`engine::Attributor`]: per host, online: fit on a sliding window,
 //!   attribute each interval, re-fit when the error drifts, version models.
 //! - [`alloc`]: exact integer splitting (largest remainder).
-//! - [`idle`]: who carries idle power.
+//! - [`idle_power`]: how idle power is estimated; [`idle`]: who carries it.
 //! - [`result`]: the immutable per-interval results others read.
 //! - [`eval`]: scoring against the simulator's ground truth.
 //!
@@ -20,6 +20,7 @@ pub mod error;
 pub mod eval;
 pub mod features;
 pub mod idle;
+pub mod idle_power;
 pub mod model;
 pub mod result;
 pub mod shapley;

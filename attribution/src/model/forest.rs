@@ -304,6 +304,7 @@ impl PowerModel for ForestModel {
                 rmse_w: m.rmse,
                 samples: m.samples,
                 detail: Some(m.detail.clone()),
+                idle: None,
             })
             .collect()
     }
@@ -335,11 +336,11 @@ mod tests {
             data.y.push(curve(u));
         }
         let domains = BTreeMap::from([(PKG, data)]);
-        TrainingSet { mode: FeatureMode::Software, impute: [0.0; 4], domains, first_seq: 0, last_seq: n as u64 - 1, intervals: n, idle_w: BTreeMap::new() }
+        TrainingSet { mode: FeatureMode::Software, impute: [0.0; 4], domains, first_seq: 0, last_seq: n as u64 - 1, intervals: n, idle_w: BTreeMap::new(), idle: BTreeMap::new() }
     }
 
     fn row(cpu: f64, io: f64) -> Row {
-        [cpu, io, 0.0, 0.0, 0.0]
+        [cpu, io, 0.0, 0.0, 0.0, 0.0, 0.0]
     }
     fn fit(ts: &TrainingSet) -> ForestModel {
         ForestModel::fit_model(ts, &ModelParams::default()).unwrap()

@@ -67,6 +67,7 @@ impl PowerModel for LinearModel {
                 rmse_w: f.rmse_w,
                 samples: f.samples,
                 detail: None,
+                idle: None,
             })
             .collect()
     }

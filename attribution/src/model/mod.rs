@@ -10,13 +10,11 @@
 //!   residuals (non-additive), shares by Shapley values over the VMs.
 //!
 //! Idle power, per domain, comes from one estimator shared by every method
-//! ([`TrainingSet::idle_w`]): the intercept of the non-negative linear fit
-//! of the domain's power on its features, i.e. the power predicted with no
-//! activity. Sharing it keeps method comparisons about the split alone.
-//! It is an extrapolation when the window holds no lightly loaded
-//! intervals; server power curves are concave, so it then tends to fall
-//! below the true idle power (docs/attribution.md measures how far). A
-//! `√u` term was tried and extrapolated worse.
+//! ([`TrainingSet::idle`], see [`crate::idle_power`]): configured or
+//! observed in quiet intervals where known — the linear fits then keep it
+//! as their intercept and fit only the slopes — else the intercept of the
+//! non-negative linear fit, capped at the least power the window measured.
+//! Sharing it keeps method comparisons about the split alone.
 
 pub mod forest;
 pub mod linear;
@@ -33,6 +31,7 @@ use fairwatt_core::{Domain, IntervalRecord};
 
 use crate::error::{Error, Result};
 use crate::features::{self, FeatureMode, HwPerCpuSecond, Row};
+use crate::idle_power::{IdleEstimate, IdleSource};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,6 +79,9 @@ pub struct DomainFit {
     /// Anything else worth recording (forest size, depth).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// How `idle_w` was known (filled in by the engine from the training set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleEstimate>,
 }
 
 /// A fitted model for one host.
@@ -104,6 +106,8 @@ pub trait PowerModel: Send + Sync + fmt::Debug {
 pub struct DomainData {
     pub x: Vec<Row>,
     pub y: Vec<f64>,
+    /// Idle power known from elsewhere: every linear fit keeps it as its intercept.
+    pub fixed_idle: Option<f64>,
 }
 
 /// A non-negative linear fit of one domain, with its training error.
@@ -121,7 +125,7 @@ impl DomainData {
         for (x, y) in self.x.iter().zip(&self.y) {
             g.add(&x[..p], *y);
         }
-        let model = g.solve(params)?;
+        let model = g.solve_with_intercept(params, self.fixed_idle)?;
         Ok(LinearFit { rmse_w: g.rmse(&model), samples: g.n(), model })
     }
 }
@@ -137,12 +141,19 @@ pub struct TrainingSet {
     pub intervals: usize,
     /// Estimated idle power per domain, W (see the module doc).
     pub idle_w: BTreeMap<Domain, f64>,
+    /// The same, with where each estimate came from.
+    pub idle: BTreeMap<Domain, IdleEstimate>,
 }
 
 impl TrainingSet {
     /// `mode`: which CPU-side features to use; `None` picks hardware when
-    /// nearly every busy interval has the counters.
-    pub fn build<'a>(window: impl IntoIterator<Item = &'a IntervalRecord> + Clone, mode: Option<FeatureMode>) -> Result<TrainingSet> {
+    /// nearly every busy interval has the counters. `known`: idle power
+    /// configured or observed per domain (see [`crate::idle_power`]).
+    pub fn build<'a>(
+        window: impl IntoIterator<Item = &'a IntervalRecord> + Clone,
+        mode: Option<FeatureMode>,
+        known: &BTreeMap<Domain, IdleEstimate>,
+    ) -> Result<TrainingSet> {
         let (mut hw, mut busy) = (0usize, 0usize);
         let (mut sums, mut cpu) = ([0.0f64; 4], 0.0f64);
         for r in window.clone() {
@@ -164,7 +175,7 @@ impl TrainingSet {
         // Hardware only when nearly every busy interval has the counters.
         let mode = mode.unwrap_or(if busy > 0 && hw * 10 >= busy * 9 { FeatureMode::Hardware } else { FeatureMode::Software });
         let impute = if cpu > 0.0 { sums.map(|s| s / cpu) } else { [0.0; 4] };
-        let mut ts = TrainingSet { mode, impute, domains: BTreeMap::new(), first_seq: u64::MAX, last_seq: 0, intervals: 0, idle_w: BTreeMap::new() };
+        let mut ts = TrainingSet { mode, impute, domains: BTreeMap::new(), first_seq: u64::MAX, last_seq: 0, intervals: 0, idle_w: BTreeMap::new(), idle: BTreeMap::new() };
         let (mut cpu, mut gpu) = (Vec::new(), Vec::new());
         for r in window {
             ts.first_seq = ts.first_seq.min(r.seq);
@@ -185,9 +196,19 @@ impl TrainingSet {
         if ts.intervals == 0 {
             return Err(Error::Fit { method: "any", msg: "the training window is empty".into() });
         }
-        for (d, data) in &ts.domains {
-            let fit = data.fit_linear(ts.feature_count(*d), &nnls::NonNegLinearParams::default())?;
-            ts.idle_w.insert(*d, fit.model.intercept);
+        for (d, data) in ts.domains.iter_mut() {
+            let est = match known.get(d) {
+                Some(k) => *k,
+                None => {
+                    let fit = data.fit_linear(features::names(d.kind, mode).len(), &nnls::NonNegLinearParams::default())?;
+                    // Idle cannot exceed the least power the host drew.
+                    let floor = data.y.iter().copied().fold(f64::INFINITY, f64::min).max(0.0);
+                    IdleEstimate { watts: fit.model.intercept.min(floor), source: IdleSource::Extrapolated, observations: 0 }
+                }
+            };
+            data.fixed_idle = Some(est.watts);
+            ts.idle_w.insert(*d, est.watts);
+            ts.idle.insert(*d, est);
         }
         Ok(ts)
     }

@@ -125,7 +125,18 @@ impl Gram {
     }
 
     pub fn solve(&self, params: &NonNegLinearParams) -> Result<NonNegLinear, Error> {
+        self.solve_with_intercept(params, None)
+    }
+
+    /// As [`solve`](Self::solve), with the intercept held at `fixed` when
+    /// given (idle power known from elsewhere: only the slopes are fitted).
+    pub fn solve_with_intercept(&self, params: &NonNegLinearParams, fixed: Option<f64>) -> Result<NonNegLinear, Error> {
         params.check()?;
+        if let Some(b0) = fixed
+            && !(b0.is_finite() && b0 >= 0.0)
+        {
+            return Err(Error::Param(format!("a fixed intercept must be finite and ≥ 0, got {b0}")));
+        }
         let m = self.p + 1;
         if self.n == 0 {
             return Err(Error::Fit { method: "linear", msg: "no samples".into() });
@@ -143,10 +154,11 @@ impl Gram {
         let l2 = n * params.alpha * (1.0 - params.l1_ratio);
         let mut b = vec![0.0; m];
         // Start from the mean as idle: the sweeps then move from a sensible point.
-        b[0] = (self.gy[0] / n).max(0.0);
+        b[0] = fixed.unwrap_or((self.gy[0] / n).max(0.0));
+        let first = usize::from(fixed.is_some());
         for _ in 0..params.max_sweeps {
             let mut moved: f64 = 0.0;
-            for j in 0..m {
+            for j in first..m {
                 if diag[j] <= 0.0 {
                     b[j] = 0.0;
                     continue;
@@ -242,6 +254,23 @@ mod tests {
         assert!(shrunk.coef[0] < plain.coef[0]);
         assert!(NonNegLinearParams { alpha: -1.0, ..Default::default() }.fit(&Dataset::new(x.clone(), y)).is_err());
         assert!(NonNegLinearParams::default().fit(&Dataset::new(x, array![1.0, f64::NAN, 2.0, 3.0])).is_err());
+    }
+
+    #[test]
+    fn a_fixed_intercept_is_kept_and_the_slopes_fit_around_it() {
+        // y = 40 + 3·x exactly; told idle is 30, the slope must absorb the difference.
+        let mut g = Gram::new(1);
+        for x in [1.0, 2.0, 3.0, 4.0] {
+            g.add(&[x], 40.0 + 3.0 * x);
+        }
+        let free = g.solve(&NonNegLinearParams::default()).unwrap();
+        assert!((free.intercept - 40.0).abs() < 1e-6 && (free.coef[0] - 3.0).abs() < 1e-6, "{free:?}");
+        let held = g.solve_with_intercept(&NonNegLinearParams::default(), Some(30.0)).unwrap();
+        assert_eq!(held.intercept, 30.0);
+        // Least squares through (0, 30): Σx(y−30)/Σx² = (10·10 + 3·30)/30.
+        assert!((held.coef[0] - 190.0 / 30.0).abs() < 1e-6, "{held:?}");
+        assert!(g.solve_with_intercept(&NonNegLinearParams::default(), Some(f64::NAN)).is_err());
+        assert!(g.solve_with_intercept(&NonNegLinearParams::default(), Some(-1.0)).is_err());
     }
 
     #[test]

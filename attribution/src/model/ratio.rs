@@ -76,6 +76,7 @@ impl PowerModel for RatioModel {
                 rmse_w: f.line.rmse_w,
                 samples: f.line.samples,
                 detail: None,
+                idle: None,
             })
             .collect()
     }
