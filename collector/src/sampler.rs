@@ -78,7 +78,12 @@ impl SamplerConfig {
 }
 
 /// Cumulative per-VM counters at the previous tick.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Saved (every tick, for every VM) as a JSON array in field order rather
+/// than an object: the field names were most of the state's bytes and of
+/// its encoding time. The derived `Deserialize` reads both forms, so state
+/// written by earlier agents still restores (and this form restores there).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 struct Baseline {
     pid: u32,
     start_time_ticks: u64,
@@ -87,6 +92,21 @@ struct Baseline {
     cgroup_cpu_us: Option<u64>,
     io_read: Option<u64>,
     io_write: Option<u64>,
+}
+
+impl Serialize for Baseline {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(7)?;
+        t.serialize_element(&self.pid)?;
+        t.serialize_element(&self.start_time_ticks)?;
+        t.serialize_element(&self.cpu_us)?;
+        t.serialize_element(&self.vcpu_us)?;
+        t.serialize_element(&self.cgroup_cpu_us)?;
+        t.serialize_element(&self.io_read)?;
+        t.serialize_element(&self.io_write)?;
+        t.end()
+    }
 }
 
 fn delta(cur: Option<u64>, prev: Option<u64>) -> Option<u64> {
@@ -101,6 +121,14 @@ fn delta(cur: Option<u64>, prev: Option<u64>) -> Option<u64> {
 struct SavedState {
     meter: MeterState,
     baselines: BTreeMap<VmId, Baseline>,
+}
+
+/// [`SavedState`] as written: the same JSON, borrowing the baselines
+/// instead of copying them on every tick.
+#[derive(Serialize)]
+struct SavedStateRef<'a> {
+    meter: MeterState,
+    baselines: &'a BTreeMap<VmId, Baseline>,
 }
 
 pub struct HostSampler {
@@ -185,7 +213,7 @@ impl HostSampler {
 
     fn rescan(&mut self, errors: &mut Vec<Error>) {
         // Baselines hold each VM's start time as read on the last tick.
-        let verified = self.baselines.values().map(|b| (b.pid, b.start_time_ticks)).collect();
+        let verified: crate::proc::PidMap<u64> = self.baselines.values().map(|b| (b.pid, b.start_time_ticks)).collect();
         let scan = self.discovery.scan_with(&verified);
         errors.extend(scan.errors);
         self.vms = scan.vms.into_iter().map(|v| (v.info.id.clone(), v)).collect();
@@ -235,7 +263,14 @@ impl HostSampler {
             io_read: stats.io_read_bytes,
             io_write: stats.io_write_bytes,
         };
-        let prev = self.baselines.insert(id, now.clone());
+        // Replaced in place: a map insert per VM and tick was a visible cost.
+        let prev = match self.baselines.get_mut(&id) {
+            Some(b) => Some(std::mem::replace(b, now.clone())),
+            None => {
+                self.baselines.insert(id, now.clone());
+                None
+            }
+        };
         let prev = match prev {
             Some(p) if p.pid == now.pid && p.start_time_ticks == now.start_time_ticks => p,
             // New VM, or the PID now belongs to another process: baseline only.
@@ -370,7 +405,7 @@ impl IntervalSource for HostSampler {
     }
 
     fn snapshot(&self) -> Option<Vec<u8>> {
-        serde_json::to_vec(&SavedState { meter: self.meter.snapshot(), baselines: self.baselines.clone() }).ok()
+        serde_json::to_vec(&SavedStateRef { meter: self.meter.snapshot(), baselines: &self.baselines }).ok()
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<()> {
@@ -420,5 +455,27 @@ impl IntervalSource for SimSource {
 
     fn restore(&mut self, _state: &[u8]) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm(s: &str) -> VmId {
+        VmId::new(s).unwrap()
+    }
+
+    #[test]
+    fn baselines_save_as_arrays_and_restore_from_either_form() {
+        let b = Baseline { pid: 7, start_time_ticks: 99, cpu_us: 5, vcpu_us: Some(4), cgroup_cpu_us: None, io_read: Some(1), io_write: None };
+        let map = BTreeMap::from([(vm("a"), b.clone())]);
+        let text = serde_json::to_string(&map).unwrap();
+        assert_eq!(text, r#"{"a":[7,99,5,4,null,1,null]}"#);
+        assert_eq!(serde_json::from_str::<BTreeMap<VmId, Baseline>>(&text).unwrap(), map);
+        // As agents before the array form wrote it.
+        let old = r#"{"a":{"pid":7,"start_time_ticks":99,"cpu_us":5,"vcpu_us":4,"cgroup_cpu_us":null,"io_read":1,"io_write":null}}"#;
+        assert_eq!(serde_json::from_str::<BTreeMap<VmId, Baseline>>(old).unwrap(), map);
+        assert!(serde_json::from_str::<BTreeMap<VmId, Baseline>>(r#"{"a":[7,99]}"#).is_err());
     }
 }

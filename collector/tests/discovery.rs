@@ -368,6 +368,42 @@ fn malformed_mapping_file_names_file_and_line() {
     assert!(Discovery::new(cfg).err().unwrap().to_string().contains("absent.toml"));
 }
 
+/// Rescans reuse a VM assembled earlier only while its XML is unchanged:
+/// a same-size rewrite, an XML that appears and one that goes all show on
+/// the next scan, and a bad tenant is reported on every scan.
+#[test]
+fn rescans_follow_every_xml_change() {
+    let mut h = Host::new(CgroupLayout::V2);
+    let vm = FakeVm::new(1000, "db-1");
+    h.tree.add_vm(&vm).unwrap();
+    let mut d = h.discovery(None);
+    let tenant = |d: &mut Discovery| by_name(&d.scan().vms, "db-1").info.tenant.as_ref().map(|t| t.as_str().to_string());
+    assert_eq!(tenant(&mut d), None);
+    assert_eq!(tenant(&mut d), None);
+    let mut x = LibvirtDomain::from_vm(&vm);
+    x.tenant = Some("acme".into());
+    x.write(&h.run_dir()).unwrap();
+    assert_eq!(tenant(&mut d).as_deref(), Some("acme"));
+    x.tenant = Some("acmf".into());
+    x.write(&h.run_dir()).unwrap();
+    assert_eq!(tenant(&mut d).as_deref(), Some("acmf"));
+    assert_eq!(tenant(&mut d).as_deref(), Some("acmf"));
+    x.vcpus = 6;
+    x.write(&h.run_dir()).unwrap();
+    assert_eq!(by_name(&d.scan().vms, "db-1").info.flavor.unwrap().vcpus, 6);
+    x.tenant = Some("not/a/tenant".into());
+    x.write(&h.run_dir()).unwrap();
+    for _ in 0..2 {
+        let scan = d.scan();
+        assert!(scan.errors.iter().any(|e| e.to_string().contains("fairwatt:tenant")), "{:?}", scan.errors);
+        assert_eq!(by_name(&scan.vms, "db-1").info.tenant, None);
+    }
+    std::fs::remove_file(h.run_dir().join("db-1.xml")).unwrap();
+    let scan = d.scan();
+    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
+    assert_eq!(by_name(&scan.vms, "db-1").info.flavor.unwrap().vcpus, vm.vcpus);
+}
+
 #[test]
 fn vms_appear_and_vanish_between_scans() {
     let mut h = Host::new(CgroupLayout::V2);

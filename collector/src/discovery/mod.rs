@@ -26,7 +26,7 @@ use self::cmdline::QemuCmdline;
 use self::libvirt::DomainXml;
 use self::mapping::Mapping;
 use crate::error::{Error, Result};
-use crate::proc::{CgroupRef, ProcReader, cgroup::parse_proc_cgroup, io_err_for};
+use crate::proc::{CgroupRef, PidMap, ProcReader, cgroup::parse_proc_cgroup, io_err_for};
 
 const SENSOR: &str = "discovery";
 /// QEMU's defaults when neither libvirt, the command line nor the mapping file say.
@@ -76,6 +76,9 @@ struct CachedXml {
     text: String,
     parsed: Result<DomainXml, String>,
     seen: bool,
+    /// Changes whenever `text` does, so a VM assembled from this file can
+    /// tell whether it is still current.
+    generation: u64,
 }
 
 #[derive(Default)]
@@ -95,6 +98,16 @@ struct ProcFacts {
     start_time_ticks: u64,
     cgroup: Option<CgroupRef>,
     cmd_path: PathBuf,
+    /// The VM last assembled from these facts, reused while its libvirt XML
+    /// (by path and generation, or its absence) is unchanged: rebuilding
+    /// every VM's identity and flavor on each rescan was most of a rescan.
+    assembled: Option<Assembled>,
+}
+
+#[derive(Debug, Clone)]
+struct Assembled {
+    xml: Option<(PathBuf, u64)>,
+    vm: DiscoveredVm,
 }
 
 pub struct Discovery {
@@ -104,16 +117,17 @@ pub struct Discovery {
     // Domain XML is re-parsed only when its text changes. Reading it each
     // scan is cheap; mtime and size alone miss quick same-size rewrites.
     xml_cache: HashMap<PathBuf, CachedXml>,
+    xml_generation: u64,
     last: Option<Summary>,
     // PIDs whose command line was not QEMU's on two scans in a row: the
     // process has long finished any exec (libvirt forks, then execs QEMU),
     // so rescans skip it. Forgotten when the PID disappears, and every
     // FULL_SCAN_EVERY scans, so a PID reused by a new QEMU is found.
-    not_qemu: HashMap<u32, bool>,
+    not_qemu: PidMap<bool>,
     // What the last scan read from /proc for each VM process (command line,
     // cgroup), reused after a start-time check against PID reuse until the
     // next full scan; the libvirt XML is still consulted on every scan.
-    known: HashMap<u32, ProcFacts>,
+    known: PidMap<ProcFacts>,
     scans: u64,
     // File names in each libvirt dir as of this scan (`None`: unlistable, so
     // every lookup tries the file): one listing instead of a failed open per
@@ -131,7 +145,18 @@ impl Discovery {
             Some(p) => Mapping::load(p)?,
             None => Mapping::default(),
         };
-        Ok(Discovery { proc: ProcReader::new(&cfg.procfs_root), cfg, mapping, xml_cache: HashMap::new(), last: None, not_qemu: HashMap::new(), known: HashMap::new(), scans: 0, xml_listing: Vec::new() })
+        Ok(Discovery {
+            proc: ProcReader::new(&cfg.procfs_root),
+            cfg,
+            mapping,
+            xml_cache: HashMap::new(),
+            xml_generation: 0,
+            last: None,
+            not_qemu: PidMap::default(),
+            known: PidMap::default(),
+            scans: 0,
+            xml_listing: Vec::new(),
+        })
     }
 
     pub fn config(&self) -> &DiscoveryConfig {
@@ -145,13 +170,13 @@ impl Discovery {
     }
 
     pub fn scan(&mut self) -> DiscoveryScan {
-        self.scan_with(&HashMap::new())
+        self.scan_with(&HashMap::<u32, u64>::new())
     }
 
     /// A scan that trusts `verified`, PID to start time that the caller read
     /// moments ago (the sampler reads every VM's `stat` each tick): cached
     /// facts for such a PID need no second read of its `stat`.
-    pub fn scan_with(&mut self, verified: &HashMap<u32, u64>) -> DiscoveryScan {
+    pub fn scan_with<S: std::hash::BuildHasher>(&mut self, verified: &HashMap<u32, u64, S>) -> DiscoveryScan {
         let mut scan = DiscoveryScan::default();
         let root = self.cfg.procfs_root.clone();
         let entries = match std::fs::read_dir(&root) {
@@ -174,10 +199,10 @@ impl Discovery {
         }
         let mut known = std::mem::take(&mut self.known);
         self.scans += 1;
-        let mut live = HashSet::with_capacity(self.not_qemu.len() + 64);
+        let mut live = Vec::with_capacity(self.not_qemu.len() + 64);
         for entry in entries.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            live.insert(pid);
+            live.push(pid);
             if self.not_qemu.get(&pid) == Some(&true) {
                 continue;
             }
@@ -205,7 +230,9 @@ impl Discovery {
             }
         }
         self.xml_cache.retain(|_, c| c.seen);
-        self.not_qemu.retain(|p, _| live.contains(p));
+        // procfs lists PIDs in order already; sorting makes sure.
+        live.sort_unstable();
+        self.not_qemu.retain(|p, _| live.binary_search(p).is_ok());
 
         // Two processes with one UUID (an incoming migration on the same
         // host, a stale process): keep the older, which holds the guest.
@@ -290,32 +317,45 @@ impl Discovery {
                 None
             }
         };
-        Ok(Some(ProcFacts { cmd, start_time_ticks, cgroup, cmd_path }))
+        Ok(Some(ProcFacts { cmd, start_time_ticks, cgroup, cmd_path, assembled: None }))
     }
 
-    /// The VM from its process facts and its libvirt XML; with whether XML was found.
-    fn assemble(&mut self, pid: u32, f: ProcFacts, errors: &mut Vec<Error>) -> Result<(DiscoveredVm, bool, ProcFacts)> {
-        let (xml, xml_path) = match f.cmd.name.as_deref() {
+    /// The VM from its process facts and its libvirt XML; with whether XML
+    /// was found. Reuses the VM assembled on an earlier scan while the XML
+    /// it came from is unchanged and assembling it reported no problem (so
+    /// problems are reported on every scan, as before).
+    fn assemble(&mut self, pid: u32, mut f: ProcFacts, errors: &mut Vec<Error>) -> Result<(DiscoveredVm, bool, ProcFacts)> {
+        let problems = errors.len();
+        let xml_key = match f.cmd.name.as_deref() {
             Some(name) => self.domain_xml(name, f.cmd.uuid.as_deref(), errors),
-            None => (None, None),
+            None => None,
         };
+        if let Some(a) = &f.assembled
+            && a.xml == xml_key
+            && errors.len() == problems
+        {
+            return Ok((a.vm.clone(), xml_key.is_some(), f));
+        }
+        let xml = xml_key.as_ref().and_then(|(p, _)| self.xml_cache.get(p)).and_then(|c| c.parsed.as_ref().ok());
         let mut passthrough_gpus = f.cmd.vfio_pci.clone();
-        if let Some(x) = &xml {
+        if let Some(x) = xml {
             passthrough_gpus.extend(x.hostdev_pci.iter().cloned());
         }
         passthrough_gpus.sort();
         passthrough_gpus.dedup();
-        let info = self
-            .vm_info(pid, &f.cmd, xml.as_ref(), xml_path.as_deref(), passthrough_gpus.len(), errors)
-            .map_err(|m| Error::parse(SENSOR, &f.cmd_path, m))?;
+        let xml_path = xml_key.as_ref().map(|(p, _)| p.as_path());
+        let info = self.vm_info(pid, &f.cmd, xml, xml_path, passthrough_gpus.len(), errors).map_err(|m| Error::parse(SENSOR, &f.cmd_path, m))?;
         let vm = DiscoveredVm { info, pid, start_time_ticks: f.start_time_ticks, cgroup: f.cgroup.clone(), passthrough_gpus };
-        Ok((vm, xml.is_some(), f))
+        let had_xml = xml.is_some();
+        f.assembled = (errors.len() == problems).then(|| Assembled { xml: xml_key, vm: vm.clone() });
+        Ok((vm, had_xml, f))
     }
 
-    /// The first `NAME.xml` in the libvirt dirs that agrees with the process.
-    fn domain_xml(&mut self, name: &str, uuid: Option<&str>, errors: &mut Vec<Error>) -> (Option<DomainXml>, Option<PathBuf>) {
+    /// The first `NAME.xml` in the libvirt dirs that agrees with the process,
+    /// as its path and the generation of its text in `xml_cache`.
+    fn domain_xml(&mut self, name: &str, uuid: Option<&str>, errors: &mut Vec<Error>) -> Option<(PathBuf, u64)> {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return (None, None);
+            return None;
         }
         let file = format!("{name}.xml");
         for (i, d) in self.cfg.libvirt_dirs.iter().enumerate() {
@@ -336,7 +376,8 @@ impl Discovery {
             let fresh = matches!(self.xml_cache.get(&path), Some(c) if c.text == text);
             if !fresh {
                 let parsed = libvirt::parse_domain_xml(&text);
-                self.xml_cache.insert(path.clone(), CachedXml { text, parsed, seen: false });
+                self.xml_generation += 1;
+                self.xml_cache.insert(path.clone(), CachedXml { text, parsed, seen: false, generation: self.xml_generation });
             }
             let Some(cached) = self.xml_cache.get_mut(&path) else { continue };
             cached.seen = true;
@@ -345,12 +386,12 @@ impl Discovery {
                 Ok(x) => {
                     let stale = matches!((uuid, x.uuid.as_deref()), (Some(a), Some(b)) if a != b) || x.name.as_deref().is_some_and(|n| n != name);
                     if !stale {
-                        return (Some(x.clone()), Some(path));
+                        return Some((path, cached.generation));
                     }
                 }
             }
         }
-        (None, None)
+        None
     }
 
     /// Assembles the VM's identity, tenant and flavor by the precedence in the module doc.
