@@ -1,6 +1,7 @@
 //! Attribution against the simulator's ground truth, on small runs.
 
 use fairwatt_attribution::eval::Scorer;
+use fairwatt_attribution::idle_power::IdleSource;
 use fairwatt_attribution::{Attributor, AttributorConfig, IdlePolicy, Method, ModelVersion};
 use fairwatt_collector::sim::scenario;
 use fairwatt_core::{IntervalRecord, Timestamp};
@@ -47,27 +48,47 @@ fn run_booted(host: usize, secs: u64, method: Method, boot_s: u64) -> Run {
     Run { score: s.score(), version, last: recs.pop().unwrap() }
 }
 
+/// Hosts 0, 1 and 3 of `mixed` mix several workload classes and have
+/// hardware counters (host 1's small bursty web VMs keep it above 3 %);
+/// host 2 (four VMs, two classes, one of them always busy) and host 4
+/// (software counters only) are the shortfalls docs/attribution.md explains.
 #[test]
-fn linear_beats_cpu_time_ratio_on_a_mixed_host() {
-    for host in 0..5 {
-        let (r, l) = (run(host, 1800, Method::Ratio).score, run(host, 1800, Method::Linear).score);
+fn with_idle_observed_linear_is_within_3_percent_and_beats_cpu_time() {
+    for (host, max_pct, factor) in [(0, 3.0, 3.0), (1, 5.0, 2.0), (3, 3.0, 3.0)] {
+        let (r, l) = (run_booted(host, 1800, Method::Ratio, 120).score, run_booted(host, 1800, Method::Linear, 120).score);
         println!("host {host}: ratio {:.2}% (worst {:.2}%), linear {:.2}% (worst {:.2}%) {:?}", r.mape_pct, r.worst_pct, l.mape_pct, l.worst_pct, l.by_class);
-        // Both share one idle estimator, so where all VMs are alike (host 4:
-        // two batch VMs) they can only tie; where classes mix, linear wins clearly.
-        assert!(l.mape_pct <= r.mape_pct + 0.5, "host {host}: linear {l:?} vs ratio {r:?}");
-        if host == 0 || host == 3 {
-            assert!(l.mape_pct * 3.0 < r.mape_pct, "host {host}: linear {l:?} vs ratio {r:?}");
-        }
+        assert!(l.vm_hours > 0 && l.mape_pct <= max_pct, "host {host}: linear {l:?}");
+        assert!(l.mape_pct * factor <= r.mape_pct, "host {host}: linear {l:?} vs ratio {r:?}");
     }
 }
 
 #[test]
-#[ignore]
-fn booted_hosts() {
-    for host in 0..5 {
-        let (r, l) = (run_booted(host, 1800, Method::Ratio, 120).score, run_booted(host, 1800, Method::Linear, 120).score);
-        println!("host {host}: ratio {:.2}% (worst {:.2}%), linear {:.2}% (worst {:.2}%) {:?}", r.mape_pct, r.worst_pct, l.mape_pct, l.worst_pct, l.by_class);
+fn idle_seen_at_boot_is_the_true_idle_and_recorded_as_observed() {
+    let Run { version, last, .. } = run_booted(0, 600, Method::Linear, 120);
+    let v = version.unwrap();
+    let dt = last.duration().as_secs_f64();
+    let truth = &last.truth.as_ref().unwrap().idle_uj;
+    for f in &v.domains {
+        let idle = f.idle.unwrap();
+        assert_eq!(idle.source, IdleSource::Observed, "{f:?}");
+        assert!(idle.observations >= 100, "{f:?}");
+        let true_w = truth[&f.domain].as_uj() as f64 / 1e6 / dt;
+        assert!((f.idle_w - true_w).abs() <= 0.01 * true_w + 0.05, "{}: {} W estimated, {true_w} W true", f.domain, f.idle_w);
     }
+}
+
+#[test]
+fn without_a_quiet_interval_idle_is_extrapolated_capped_and_said_so() {
+    let Run { version, last, score } = run(3, 900, Method::Linear);
+    let v = version.unwrap();
+    let dt = last.duration().as_secs_f64();
+    for f in &v.domains {
+        assert_eq!(f.idle.unwrap().source, IdleSource::Extrapolated, "{f:?}");
+        // Never above the least power measured in the window.
+        assert!(f.idle_w <= last.domains[&f.domain].energy_uj.as_uj() as f64 / 1e6 / dt * 1.2, "{f:?}");
+    }
+    let ratio = run(3, 900, Method::Ratio).score;
+    assert!(score.mape_pct < ratio.mape_pct, "linear {score:?} vs ratio {ratio:?}");
 }
 
 #[test]
@@ -84,50 +105,5 @@ fn diagnose_idle() {
             let m = rec.domains[&f.domain].energy_uj.as_uj() as f64 / 1e6 / dt;
             println!("host {host} v{} ({}) {}: idle {:?} est {:.1} W, true {:?} W, measured now {:.1} W, coef {:?} rmse {:.2}", v.version, v.reason, f.domain, f.idle.map(|i| i.source), f.idle_w, t, m, f.coefficients, f.rmse_w);
         }
-    }
-}
-
-#[test]
-#[ignore]
-fn diagnose_vms() {
-    let host: usize = std::env::var("HOST").ok().and_then(|b| b.parse().ok()).unwrap_or(2);
-    let method = match std::env::var("METHOD").as_deref() { Ok("ratio") => Method::Ratio, _ => Method::Linear };
-    let mut sc = scenario("mixed", host + 1, 11, start()).unwrap();
-    let n = sc.hosts[host].vms.len() as u64;
-    for (k, v) in sc.hosts[host].vms.iter_mut().enumerate() {
-        v.arrive_at_s = 120 + k as u64 * 120 / n;
-    }
-    let mut h = sc.build().remove(host);
-    let mut cfg = AttributorConfig::new(method, IdlePolicy::Reservation);
-    cfg.window = std::env::var("WINDOW").ok().and_then(|b| b.parse().ok()).unwrap_or(1800);
-    let secs: u64 = std::env::var("SECS").ok().and_then(|b| b.parse().ok()).unwrap_or(1800);
-    let mut a = Attributor::new(cfg).unwrap();
-    let mut recs = Vec::new();
-    let mut acc: std::collections::BTreeMap<String, (f64, f64, f64, String)> = Default::default();
-    let mut utils = Vec::new();
-    let mut s = Scorer::new();
-    for _ in 0..secs {
-        let rec = h.step();
-        utils.push(h.last_power().utilisation);
-        recs.push(rec.clone());
-        for step in a.push(rec).unwrap() {
-            let r = &recs[(step.attribution.seq - recs[0].seq) as usize];
-            s.add(r, &step.attribution);
-            for (i, v) in r.vms.iter().enumerate() {
-                let t = v.truth.as_ref().unwrap();
-                let truth: u64 = t.energy_uj.iter().filter(|(d, _)| d.is_top_level()).map(|(_, e)| e.as_uj()).sum();
-                let got: u64 = step.attribution.domains.iter().filter(|d| d.domain.is_top_level()).map(|d| d.vms[i].dynamic_uj.as_uj()).sum();
-                let e = acc.entry(v.name.to_string()).or_insert((0.0, 0.0, 0.0, t.class.to_string()));
-                e.0 += truth as f64 / 1e6;
-                e.1 += got as f64 / 1e6;
-                e.2 += v.features.cpu_time_us as f64 / 1e6;
-            }
-        }
-    }
-    utils.sort_by(f64::total_cmp);
-    let q = |p: f64| utils[(p * (utils.len() - 1) as f64) as usize];
-    println!("util p10 {:.2} p50 {:.2} p90 {:.2}; score {:?}", q(0.1), q(0.5), q(0.9), s.score());
-    for (k, (t, g, c, cl)) in acc {
-        println!("{k} {cl}: truth {t:.0} J got {g:.0} J ({:+.1}%) cpu {c:.0} s", (g - t) / t * 100.0);
     }
 }

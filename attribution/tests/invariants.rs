@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use fairwatt_attribution::idle_power::IdleSource;
 use fairwatt_attribution::{Attributor, AttributorConfig, Error, IdlePolicy, IntervalAttribution, Method};
 use fairwatt_core::{Domain, DomainEnergy, Energy, Flavor, GpuUse, HostId, IntervalRecord, Micros, PerfSource, TenantId, Timestamp, VmFeatures, VmId, VmRecord};
 use proptest::prelude::*;
@@ -202,4 +203,80 @@ fn short_streams_flush_without_a_model_and_drift_triggers_recalibration() {
     assert_eq!(versions[0].reason, "initial");
     assert!(versions.len() >= 2 && versions[1].reason.starts_with("recalibration"), "{versions:?}");
     assert!(versions[1].window_last_seq >= 20);
+}
+
+#[test]
+fn configured_idle_wins_and_quiet_intervals_replace_an_extrapolated_one() {
+    // Configured: used as given, recorded as such.
+    let mut c = cfg(Method::Linear, IdlePolicy::Reservation);
+    c.idle_watts = BTreeMap::from([(Domain::package(0), 90.0)]);
+    let mut a = Attributor::new(c).unwrap();
+    let mut versions = Vec::new();
+    for i in 0..8u64 {
+        versions.extend(a.push(linear_host(i, &[100_000 * (1 + i % 5), 300_000])).unwrap().into_iter().filter_map(|s| s.new_version));
+    }
+    let pkg = versions[0].domains.iter().find(|f| f.domain == Domain::package(0)).unwrap();
+    assert_eq!((pkg.idle_w, pkg.idle.unwrap().source), (90.0, IdleSource::Configured));
+    let dram = versions[0].domains.iter().find(|f| f.domain == Domain::dram(0)).unwrap();
+    assert_eq!(dram.idle.unwrap().source, IdleSource::Extrapolated);
+    let mut bad = cfg(Method::Linear, IdlePolicy::Reservation);
+    bad.idle_watts = BTreeMap::from([(Domain::package(0), f64::NAN)]);
+    assert!(matches!(Attributor::new(bad), Err(Error::Param(_))));
+
+    // Busy from the start: extrapolated; then the host empties for a while.
+    let mut c = cfg(Method::Linear, IdlePolicy::Reservation);
+    c.min_quiet = 5;
+    let mut a = Attributor::new(c).unwrap();
+    let mut versions = Vec::new();
+    for i in 0..30u64 {
+        let cpus: &[u64] = if (10..16).contains(&i) { &[0, 0] } else { &[100_000 * (1 + i % 5), 300_000] };
+        for s in a.push(linear_host(i, cpus)).unwrap() {
+            assert!(s.attribution.is_conserved());
+            versions.extend(s.new_version);
+        }
+    }
+    let first = versions[0].domains.iter().find(|f| f.domain == Domain::package(0)).unwrap();
+    assert_eq!(first.idle.unwrap().source, IdleSource::Extrapolated);
+    let refit = versions.iter().find(|v| v.reason.contains("idle power observed")).expect("a refit once the host was seen idle");
+    let pkg = refit.domains.iter().find(|f| f.domain == Domain::package(0)).unwrap();
+    let idle = pkg.idle.unwrap();
+    assert_eq!((idle.source, idle.observations), (IdleSource::Observed, 5));
+    assert!((pkg.idle_w - 100.0).abs() < 1e-6, "{pkg:?}");
+}
+
+#[test]
+fn the_first_fit_waits_for_activity_and_a_weightless_model_splits_by_cpu_time() {
+    // Quiet intervals alone do not start the first fit: it waits for min_fit busy ones...
+    let mut a = Attributor::new(cfg(Method::Linear, IdlePolicy::Reservation)).unwrap();
+    for i in 0..10u64 {
+        assert!(a.push(linear_host(i, &[0, 0])).unwrap().is_empty(), "interval {i}");
+    }
+    let mut out = Vec::new();
+    for i in 10..14u64 {
+        out.extend(a.push(linear_host(i, &[100_000 * (1 + i % 3), 200_000])).unwrap());
+    }
+    // ...then attributes everything held, in order, quiet intervals wholly unattributed.
+    assert_eq!(out.iter().map(|s| s.attribution.seq).collect::<Vec<_>>(), (0..14).collect::<Vec<_>>());
+    let quiet = out[0].attribution.domain(Domain::package(0)).unwrap();
+    assert!(quiet.vms.iter().all(|v| v.dynamic_uj == Energy::ZERO) && quiet.is_conserved());
+    let busy = out[13].attribution.domain(Domain::package(0)).unwrap();
+    assert!((busy.idle_uj.as_uj() as i64 - 100_000_000).abs() < 10, "{busy:?}");
+
+    // ...or for a full window: a model fitted on a host that never ran
+    // anything has no weights, and then splits by CPU time, saying so.
+    let mut c = cfg(Method::Linear, IdlePolicy::Unattributed);
+    c.window = 8;
+    let mut a = Attributor::new(c).unwrap();
+    let mut out = Vec::new();
+    for i in 0..8u64 {
+        out.extend(a.push(linear_host(i, &[0, 0])).unwrap());
+    }
+    assert_eq!(out.len(), 8);
+    assert_eq!(a.version(), 1);
+    let s = a.push(linear_host(8, &[300_000, 100_000])).unwrap().remove(0).attribution;
+    let p = s.domain(Domain::package(0)).unwrap();
+    assert!(p.vms[1].dynamic_uj.as_uj() > 0);
+    assert_eq!(p.vms[0].dynamic_uj.as_uj(), 3 * p.vms[1].dynamic_uj.as_uj(), "{p:?}");
+    assert!(p.is_conserved());
+    assert!(s.notes.iter().any(|n| n.contains("gives no active VM a weight")), "{:?}", s.notes);
 }
