@@ -150,11 +150,13 @@ fn malformed_proc_files_name_the_file() {
     let mut h = Host::new(CgroupLayout::V2);
     h.tree.add_vm(&FakeVm::new(700, "bad")).unwrap();
     let r = ProcReader::new(h.tree.proc_root());
-    let cases: [(&str, &[u8], &str); 5] = [
+    let cases: [(&str, &[u8], &str); 7] = [
         ("stat", b"700 (qemu-system-x86) S 1 700 700 0 -1 4194560 1000 0 0 0 12", "field 15"),
         ("stat", b"\xff\xfe garbage", "UTF-8"),
         ("stat", b"", "'('"),
         ("io", b"rchar: 1\nread_bytes: lots\nwrite_bytes: 1\n", "read_bytes"),
+        ("io", b"read_bytes: \xff\xfe\nwrite_bytes: 1\n", "read_bytes"),
+        ("io", b"rchar: 1\nread_bytes: 5\n", "truncated"),
         ("task/702/stat", b"702 (CPU 0/KVM) S 1", "field 14"),
     ];
     for (file, bytes, what) in cases {

@@ -141,51 +141,34 @@ impl Metrics {
         }
         for vm in &rec.vms {
             let tenant = vm.tenant.as_ref().map(|t| t.as_str()).unwrap_or("");
-            let stale = st.vms.get(vm.vm.as_str()).is_none_or(|s| *s.labels[1].1 != *vm.name || s.labels[2].1 != tenant);
-            if stale {
-                if let Some(old) = st.vms.remove(vm.vm.as_str()) {
-                    self.forget(&old.labels);
-                }
-                let labels = l(&[("vm", vm.vm.as_str()), ("name", &vm.name), ("tenant", tenant)]);
-                let series = VmSeries {
-                    cpu: self.vm_cpu.get_or_create(&labels).clone(),
-                    task_clock: self.vm_task_clock.get_or_create(&labels).clone(),
-                    cycles: self.vm_cycles.get_or_create(&labels).clone(),
-                    instructions: self.vm_instructions.get_or_create(&labels).clone(),
-                    cache_misses: self.vm_cache_misses.get_or_create(&labels).clone(),
-                    io_read: self.vm_io_read.get_or_create(&labels).clone(),
-                    io_write: self.vm_io_write.get_or_create(&labels).clone(),
-                    rss: self.vm_rss.get_or_create(&labels).clone(),
-                    labels,
-                    seen: false,
-                };
-                st.vms.insert(vm.vm.as_str().to_string(), series);
+            // One lookup for a VM already known under the same labels (every
+            // tick but its first); the second only when its series are (re)made.
+            if let Some(s) = st.vms.get_mut(vm.vm.as_str())
+                && *s.labels[1].1 == *vm.name
+                && s.labels[2].1 == tenant
+            {
+                self.update_vm(s, &vm.features, &mut live_gpu);
+                continue;
             }
+            if let Some(old) = st.vms.remove(vm.vm.as_str()) {
+                self.forget(&old.labels);
+            }
+            let labels = l(&[("vm", vm.vm.as_str()), ("name", &vm.name), ("tenant", tenant)]);
+            let series = VmSeries {
+                cpu: self.vm_cpu.get_or_create(&labels).clone(),
+                task_clock: self.vm_task_clock.get_or_create(&labels).clone(),
+                cycles: self.vm_cycles.get_or_create(&labels).clone(),
+                instructions: self.vm_instructions.get_or_create(&labels).clone(),
+                cache_misses: self.vm_cache_misses.get_or_create(&labels).clone(),
+                io_read: self.vm_io_read.get_or_create(&labels).clone(),
+                io_write: self.vm_io_write.get_or_create(&labels).clone(),
+                rss: self.vm_rss.get_or_create(&labels).clone(),
+                labels,
+                seen: false,
+            };
+            st.vms.insert(vm.vm.as_str().to_string(), series);
             let Some(s) = st.vms.get_mut(vm.vm.as_str()) else { continue };
-            s.seen = true;
-            let f = &vm.features;
-            s.cpu.inc_by(f.cpu_time_us as f64 / 1e6);
-            for (c, v, scale) in [
-                (&s.task_clock, f.task_clock_ns, 1e-9),
-                (&s.cycles, f.cycles, 1.0),
-                (&s.instructions, f.instructions, 1.0),
-                (&s.cache_misses, f.cache_misses, 1.0),
-                (&s.io_read, f.io_read_bytes, 1.0),
-                (&s.io_write, f.io_write_bytes, 1.0),
-            ] {
-                if let Some(v) = v {
-                    c.inc_by(v as f64 * scale);
-                }
-            }
-            if let Some(rss) = f.rss_bytes {
-                s.rss.set(rss as f64);
-            }
-            for g in &f.gpus {
-                let mut gl = s.labels.clone();
-                gl.push(("gpu".into(), g.gpu.to_string()));
-                self.vm_gpu_util.get_or_create(&gl).set(g.sm_util_pct as f64 / 100.0);
-                live_gpu.insert(gl);
-            }
+            self.update_vm(s, &vm.features, &mut live_gpu);
         }
         let gone: Vec<String> = st.vms.iter().filter(|(_, s)| !s.seen).map(|(k, _)| k.clone()).collect();
         for k in gone {
@@ -218,6 +201,32 @@ impl Metrics {
                 self.spool_dropped.inc_by(dropped - st.dropped_j);
                 st.dropped_j = dropped;
             }
+        }
+    }
+
+    fn update_vm(&self, s: &mut VmSeries, f: &fairwatt_core::VmFeatures, live_gpu: &mut BTreeSet<Labels>) {
+        s.seen = true;
+        s.cpu.inc_by(f.cpu_time_us as f64 / 1e6);
+        for (c, v, scale) in [
+            (&s.task_clock, f.task_clock_ns, 1e-9),
+            (&s.cycles, f.cycles, 1.0),
+            (&s.instructions, f.instructions, 1.0),
+            (&s.cache_misses, f.cache_misses, 1.0),
+            (&s.io_read, f.io_read_bytes, 1.0),
+            (&s.io_write, f.io_write_bytes, 1.0),
+        ] {
+            if let Some(v) = v {
+                c.inc_by(v as f64 * scale);
+            }
+        }
+        if let Some(rss) = f.rss_bytes {
+            s.rss.set(rss as f64);
+        }
+        for g in &f.gpus {
+            let mut gl = s.labels.clone();
+            gl.push(("gpu".into(), g.gpu.to_string()));
+            self.vm_gpu_util.get_or_create(&gl).set(g.sm_util_pct as f64 / 100.0);
+            live_gpu.insert(gl);
         }
     }
 

@@ -316,7 +316,7 @@ impl ProcReader {
             (Main::Clock { clock, statm, .. }, None) => {
                 let cpu_ns = handle::clock_ns(*clock);
                 // A process that is gone fails here, before its clock's error counts.
-                let pages = stat::parse_statm(read_text(statm, buf)?).map_err(|m| Error::parse(SENSOR, statm.path(), m))?;
+                let pages = stat::parse_statm_bytes(read_raw(statm, buf)?).map_err(|m| Error::parse(SENSOR, statm.path(), m))?;
                 let cpu_ns = cpu_ns.map_err(|e| Error::Device { sensor: SENSOR, msg: format!("CPU clock of process {pid}: {e}") })?;
                 (cpu_ns / 1000, pages)
             }
@@ -325,9 +325,9 @@ impl ProcReader {
 
         let mut io_bytes = (None, None);
         if let Some(src) = &h.io {
-            match read_text(src, buf) {
-                Ok(text) => {
-                    let (r, w) = stat::parse_io(text).map_err(|m| Error::parse(SENSOR, src.path(), m))?;
+            match read_raw(src, buf) {
+                Ok(bytes) => {
+                    let (r, w) = stat::parse_io_bytes(bytes).map_err(|m| Error::parse(SENSOR, src.path(), m))?;
                     io_bytes = (Some(r), Some(w));
                 }
                 Err(Error::PermissionDenied { .. }) => h.io = None,
@@ -398,8 +398,14 @@ impl ProcReader {
 
 /// Reads a file and checks it is text.
 fn read_text<'b>(src: &Src, buf: &'b mut Vec<u8>) -> Result<&'b str> {
+    let bytes = read_raw(src, buf)?;
+    std::str::from_utf8(bytes).map_err(|_| Error::parse(SENSOR, src.path(), "not valid UTF-8"))
+}
+
+/// Reads a file whose parser looks only for ASCII keys and digits.
+fn read_raw<'b>(src: &Src, buf: &'b mut Vec<u8>) -> Result<&'b [u8]> {
     let n = src.read(buf).map_err(|e| io_err(src.path(), e))?;
-    std::str::from_utf8(&buf[..n]).map_err(|_| Error::parse(SENSOR, src.path(), "not valid UTF-8"))
+    Ok(&buf[..n])
 }
 
 /// Whether `root` is a procfs mount, not a directory of files.

@@ -86,17 +86,29 @@ fn digits(v: &[u8]) -> Option<u64> {
 /// `read_bytes` and `write_bytes` of `/proc/PID/io`: bytes that really went
 /// to or came from storage, not page-cache traffic (`rchar`/`wchar`).
 pub fn parse_io(s: &str) -> Result<(u64, u64), String> {
+    parse_io_bytes(s.as_bytes())
+}
+
+/// [`parse_io`] on the raw bytes: only digits are interpreted, so the
+/// per-tick read skips checking the file is UTF-8.
+pub(crate) fn parse_io_bytes(s: &[u8]) -> Result<(u64, u64), String> {
     let mut read = None;
     let mut write = None;
-    for line in s.as_bytes().split(|&c| c == b'\n') {
-        // Cheap first-byte test: five of the seven lines are skipped unparsed.
-        let (key, slot) = match line.first() {
-            Some(b'r') if line.starts_with(b"read_bytes:") => ("read_bytes", &mut read),
-            Some(b'w') if line.starts_with(b"write_bytes:") => ("write_bytes", &mut write),
-            _ => continue,
+    let mut rest = s;
+    while !rest.is_empty() {
+        // Only the first byte of a line is looked at before jumping to the
+        // next: five of the seven lines are skipped unparsed.
+        let key = match rest[0] {
+            b'r' if rest.starts_with(b"read_bytes:") => Some(("read_bytes", &mut read)),
+            b'w' if rest.starts_with(b"write_bytes:") => Some(("write_bytes", &mut write)),
+            _ => None,
         };
-        let v = line[key.len() + 1..].trim_ascii();
-        *slot = Some(digits(v).ok_or_else(|| format!("{key} is {:?}, expected an unsigned integer", truncate(&String::from_utf8_lossy(v), 24)))?);
+        let end = rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len());
+        if let Some((key, slot)) = key {
+            let v = rest[key.len() + 1..end].trim_ascii();
+            *slot = Some(digits(v).ok_or_else(|| format!("{key} is {:?}, expected an unsigned integer", truncate(&String::from_utf8_lossy(v), 24)))?);
+        }
+        rest = rest.get(end + 1..).unwrap_or_default();
     }
     match (read, write) {
         (Some(r), Some(w)) => Ok((r, w)),
@@ -110,7 +122,12 @@ pub fn parse_io(s: &str) -> Result<(u64, u64), String> {
 /// formatting the fifty other fields of `stat`. Recent kernels sum the
 /// per-CPU parts exactly here, while `stat` may lag by a per-CPU batch.
 pub fn parse_statm(s: &str) -> Result<u64, String> {
-    let mut f = Fields { b: s.as_bytes() };
+    parse_statm_bytes(s.as_bytes())
+}
+
+/// [`parse_statm`] on the raw bytes, as [`parse_io_bytes`].
+pub(crate) fn parse_statm_bytes(s: &[u8]) -> Result<u64, String> {
+    let mut f = Fields { b: s };
     f.next().ok_or("empty")?;
     let v = f.next().ok_or("truncated: no resident field")?;
     digits(v).ok_or_else(|| format!("resident is {:?}, expected an unsigned integer", truncate(&String::from_utf8_lossy(v), 24)))
@@ -225,9 +242,11 @@ mod tests {
         }
 
         #[test]
-        fn statm_and_io_never_panic(s in "[0-9a-z_: \n-]{0,120}") {
+        fn statm_and_io_never_panic(s in "[0-9a-z_: \n-]{0,120}", raw in proptest::collection::vec(any::<u8>(), 0..120)) {
             let _ = parse_statm(&s);
             let _ = parse_io(&s);
+            let _ = parse_statm_bytes(&raw);
+            let _ = parse_io_bytes(&raw);
         }
 
         #[test]
