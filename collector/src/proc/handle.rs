@@ -109,13 +109,17 @@ pub(super) struct Handle {
     pub vcpus: Vec<Vcpu>,
     pub non_vcpu: HashSet<u32>,
     pub reads: u32,
+    /// The CPU time last reported, µs. A clock handle that goes back to
+    /// `stat` (over the descriptor budget) would otherwise step back by up
+    /// to two clock ticks (stat truncates), which reads as a counter reset.
+    pub cpu_floor_us: u64,
     /// Reused by every read of this process.
     pub buf: Vec<u8>,
 }
 
 impl Handle {
     pub fn new(main: Main, io: Option<Src>) -> Self {
-        Handle { start_time_ticks: 0, main, io, num_threads: 0, threads: Arc::from([]), vcpus: Vec::new(), non_vcpu: HashSet::new(), reads: 0, buf: Vec::new() }
+        Handle { start_time_ticks: 0, main, io, num_threads: 0, threads: Arc::from([]), vcpus: Vec::new(), non_vcpu: HashSet::new(), reads: 0, cpu_floor_us: 0, buf: Vec::new() }
     }
 
     /// File descriptors this handle keeps open.
@@ -150,6 +154,7 @@ impl Handle {
         self.non_vcpu.clear();
         self.num_threads = 0;
         self.reads = 0;
+        self.cpu_floor_us = 0;
     }
 }
 
