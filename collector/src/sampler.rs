@@ -277,7 +277,11 @@ impl HostSampler {
             _ => return Some((VmFeatures::default(), perf_src, false)),
         };
         let f = VmFeatures {
-            cpu_time_us: delta(Some(now.cpu_us), Some(prev.cpu_us)).unwrap_or(0),
+            // The same process (PID and start time): its CPU time cannot
+            // restart, so a step back is a change of resolution (the CPU
+            // clock's µs against stat's whole ticks, as when a VM's reader
+            // changes source across a restart), not a reset to count whole.
+            cpu_time_us: now.cpu_us.saturating_sub(prev.cpu_us),
             vcpu_time_us: delta(now.vcpu_us, prev.vcpu_us),
             cgroup_cpu_us: delta(now.cgroup_cpu_us, prev.cgroup_cpu_us),
             task_clock_ns: perf.task_clock_ns,
@@ -464,6 +468,43 @@ mod tests {
 
     fn vm(s: &str) -> VmId {
         VmId::new(s).unwrap()
+    }
+
+    /// A process's CPU time that steps back across a restart (another
+    /// source, coarser) is a zero delta, not the whole counter again.
+    #[test]
+    fn cpu_time_stepping_back_for_the_same_process_is_no_reset() {
+        use crate::fixture::proc::{FakeVm, ProcTree, stat_line};
+        let dir = tempfile::tempdir().unwrap();
+        let mut tree = ProcTree::new(&dir.path().join("proc"), &dir.path().join("sys")).unwrap();
+        let vm = FakeVm { start_time_ticks: Some(5000), ..FakeVm::new(100, "a") };
+        tree.add_vm(&vm).unwrap();
+        tree.add_cpu_time(100, 0, 900).unwrap();
+        let cfg = SamplerConfig {
+            sysfs_root: dir.path().join("sys"),
+            procfs_root: dir.path().join("proc"),
+            dev_root: dir.path().join("dev"),
+            libvirt_dirs: vec![],
+            mapping: None,
+            nvml: false,
+            perf: false,
+            ..SamplerConfig::new(HostId::new("h").unwrap(), Micros::from_secs(1))
+        };
+        let mut s = HostSampler::with_parts(cfg.clone(), Vec::new(), None, None, Vec::new()).unwrap();
+        let t = |n: i64| Timestamp::from_micros(1_700_000_000_000_000 + n * 1_000_000).unwrap();
+        s.sample(t(0));
+        // A restarted agent: fresh readers, the saved baselines.
+        let state = s.snapshot().unwrap();
+        let mut s = HostSampler::with_parts(cfg, Vec::new(), None, None, Vec::new()).unwrap();
+        s.restore(&state).unwrap();
+        let line = |stime| stat_line(100, "qemu-system-x86", 0, stime, 5, 5000, 1024);
+        tree.write_raw(100, "stat", line(899).as_bytes()).unwrap();
+        let r = s.sample(t(1)).record.unwrap();
+        assert_eq!(r.vms.len(), 1);
+        assert_eq!(r.vms[0].features.cpu_time_us, 0);
+        tree.write_raw(100, "stat", line(901).as_bytes()).unwrap();
+        let r = s.sample(t(2)).record.unwrap();
+        assert_eq!(r.vms[0].features.cpu_time_us, 2 * 1_000_000 / crate::proc::clock_ticks_per_sec());
     }
 
     #[test]
