@@ -107,3 +107,37 @@ fn diagnose_idle() {
         }
     }
 }
+
+#[test]
+#[ignore]
+fn oracle_coefficients() {
+    // Package-0 energy on the features three ways: per VM against its true
+    // energy (what an additive model could reach), at host level against the
+    // summed truth, and at host level against measured minus true idle.
+    use fairwatt_attribution::features::{self, FeatureMode};
+    use fairwatt_attribution::model::nnls::{Gram, NonNegLinearParams};
+    use fairwatt_core::Domain;
+    let host: usize = std::env::var("HOST").ok().and_then(|b| b.parse().ok()).unwrap_or(2);
+    let mut h = scenario("mixed", host + 1, 11, start()).unwrap().build().remove(host);
+    let recs: Vec<_> = (0..3600).map(|_| h.step()).collect();
+    let d = Domain::package(0);
+    let (mut gv, mut gh, mut gm) = (Gram::new(features::MAX_FEATURES), Gram::new(features::MAX_FEATURES), Gram::new(features::MAX_FEATURES));
+    let mut rows = Vec::new();
+    for r in &recs {
+        features::cpu_rows(r, FeatureMode::Hardware, &[0.0; 4], &mut rows);
+        let truth = |v: &fairwatt_core::VmRecord| v.truth.as_ref().unwrap().energy_uj.get(&d).map_or(0.0, |e| e.as_uj() as f64 / 1e6);
+        for (v, x) in r.vms.iter().zip(&rows) {
+            gv.add(x, truth(v));
+        }
+        gh.add(&features::sum_rows(&rows), r.vms.iter().map(truth).sum());
+        let idle = r.truth.as_ref().unwrap().idle_uj[&d].as_uj() as f64 / 1e6;
+        gm.add(&features::sum_rows(&rows), r.domains[&d].energy_uj.as_uj() as f64 / 1e6 - idle);
+    }
+    let p = NonNegLinearParams::default();
+    let mv = gv.solve_with_intercept(&p, Some(0.0)).unwrap();
+    let mh = gh.solve_with_intercept(&p, Some(0.0)).unwrap();
+    let mm = gm.solve_with_intercept(&p, Some(0.0)).unwrap();
+    println!("per VM: {:?} rmse {:.3}", mv.coef, gv.rmse(&mv));
+    println!("host, truth: {:?} rmse {:.3} (per-VM fit there: {:.3})", mh.coef, gh.rmse(&mh), gh.rmse(&mv));
+    println!("host, measured: {:?} rmse {:.3} (per-VM fit there: {:.3})", mm.coef, gm.rmse(&mm), gm.rmse(&mv));
+}
