@@ -340,7 +340,7 @@ mod tests {
     }
 
     fn row(cpu: f64, io: f64) -> Row {
-        [cpu, io, 0.0, 0.0, 0.0, 0.0, 0.0]
+        [cpu, io, 0.0, 0.0, 0.0, 0.0, 0.0, cpu]
     }
     fn fit(ts: &TrainingSet) -> ForestModel {
         ForestModel::fit_model(ts, &ModelParams::default()).unwrap()

@@ -1,21 +1,146 @@
-//! Per domain, a non-negative linear power model on the VMs' summed
-//! features: `P_d = idle_d + Σ_k β_dk · Σ_vm x_vm,k`. Additive, so a VM's
-//! dynamic power is its own term `Σ_k β_dk · x_vm,k`.
+//! Per domain, a non-negative linear power model on the VMs' features,
+//! scaled by a load-dependent efficiency:
+//!
+//! ```text
+//! P_d = idle_d + g_d(L) · Σ_k β_dk · Σ_vm x_vm,k        β ≥ 0, g ≥ 0
+//! ```
+//!
+//! `L` is the host's load: the VMs' CPU seconds per second (a GPU's SM
+//! utilisation), the [`features::LOAD`] slot of every row.
+//! `g` is piecewise constant over load bins (quantiles of the window) with
+//! mean 1: real servers spend more per event at light load than at full
+//! load (turbo headroom, shared uncore and fans waking up: the concave
+//! SPECpower curves), so a plain line fitted on a window where load and
+//! workload mix move together would mistake that curve for a difference
+//! between workloads. `g` is common to all VMs of an interval, so it
+//! changes how much is dynamic, never the split: a VM's dynamic power is its
+//! own term `g(L) · Σ_k β_k x_vm,k`. Fitted by alternating least squares:
+//! `β` by the non-negative elastic net on `g`-scaled features with the idle
+//! power held ([`super::nnls`]), then each bin's `g` in closed form. The
+//! curve is kept only when it pays for its extra parameters (a lower BIC
+//! than the plain line's); otherwise `g = 1`.
 
 use std::collections::BTreeMap;
 
 use fairwatt_core::Domain;
 
-use super::nnls::{NonNegLinear, NonNegLinearParams};
-use super::{DomainFit, LinearFit, Method, PowerModel, TrainingSet};
+use super::nnls::{Gram, NonNegLinear, NonNegLinearParams};
+use super::{DomainData, DomainFit, Method, PowerModel, TrainingSet};
 use crate::error::Result;
-use crate::features::{self, FeatureMode, HwPerCpuSecond, Row};
+use crate::features::{self, FeatureMode, HwPerCpuSecond, LOAD, Row};
+
+/// Load bins of the efficiency curve (fewer when the window is small).
+const BINS: usize = 8;
+/// Fewest samples a bin may hold.
+const MIN_PER_BIN: usize = 30;
+/// Alternations between `β` and `g`.
+const ROUNDS: usize = 8;
+
+/// `g(L)`: efficiency by load bin. `upper[b]` is bin `b`'s upper load edge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Efficiency {
+    pub upper: Vec<f64>,
+    pub g: Vec<f64>,
+}
+
+impl Efficiency {
+    pub fn flat() -> Self {
+        Efficiency { upper: vec![f64::INFINITY], g: vec![1.0] }
+    }
+
+    pub fn at(&self, load: f64) -> f64 {
+        self.g[self.bin(load)]
+    }
+
+    /// Quantile bins of the window's loads, each with at least [`MIN_PER_BIN`] samples.
+    fn bins(loads: &[f64]) -> Self {
+        let mut v: Vec<f64> = loads.iter().copied().filter(|l| l.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        let k = BINS.min(v.len() / MIN_PER_BIN).max(1);
+        let mut upper: Vec<f64> = (1..k).map(|b| v[b * v.len() / k]).collect();
+        upper.dedup();
+        upper.push(f64::INFINITY);
+        Efficiency { g: vec![1.0; upper.len()], upper }
+    }
+
+    fn bin(&self, load: f64) -> usize {
+        self.upper.partition_point(|u| *u < load).min(self.g.len() - 1)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DomainLinear {
+    pub model: NonNegLinear,
+    pub efficiency: Efficiency,
+    pub rmse_w: f64,
+    pub samples: usize,
+}
+
+impl DomainLinear {
+    fn dynamic(&self, x: &[f64]) -> f64 {
+        self.model.coef.iter().zip(x).map(|(b, x)| b * x).sum::<f64>()
+    }
+
+    pub fn predict_row(&self, x: &Row) -> f64 {
+        self.model.intercept + self.efficiency.at(x[LOAD]) * self.dynamic(x)
+    }
+
+    /// Fits `data` on its first `p` columns.
+    pub fn fit(data: &DomainData, p: usize, params: &NonNegLinearParams) -> Result<DomainLinear> {
+        let plain = data.fit_linear(p, params)?;
+        let n = data.y.len();
+        let mut eff = Efficiency::bins(&data.x.iter().map(|x| x[LOAD]).collect::<Vec<_>>());
+        let idle = plain.model.intercept;
+        let plain_fit = DomainLinear { model: plain.model.clone(), efficiency: Efficiency::flat(), rmse_w: plain.rmse_w, samples: n };
+        let mut model = plain.model;
+        if eff.g.len() > 1 {
+            let bin: Vec<usize> = data.x.iter().map(|x| eff.bin(x[LOAD])).collect();
+            let mut scaled = vec![0.0; p];
+            for _ in 0..ROUNDS {
+                let mut g = Gram::new(p);
+                for ((x, y), b) in data.x.iter().zip(&data.y).zip(&bin) {
+                    scaled.iter_mut().zip(&x[..p]).for_each(|(s, x)| *s = x * eff.g[*b]);
+                    g.add(&scaled, *y);
+                }
+                model = g.solve_with_intercept(params, Some(idle))?;
+                let (mut rs, mut ss) = (vec![0.0; eff.g.len()], vec![0.0; eff.g.len()]);
+                for ((x, y), b) in data.x.iter().zip(&data.y).zip(&bin) {
+                    let s: f64 = model.coef.iter().zip(&x[..p]).map(|(c, x)| c * x).sum();
+                    rs[*b] += (y - idle) * s;
+                    ss[*b] += s * s;
+                }
+                for b in 0..eff.g.len() {
+                    eff.g[b] = if ss[b] > 0.0 { (rs[b] / ss[b]).max(0.0) } else { 1.0 };
+                }
+                // g and β trade a common factor: keep g's sample mean at 1.
+                let mean = bin.iter().map(|b| eff.g[*b]).sum::<f64>() / n as f64;
+                if !(mean > 0.0 && mean.is_finite()) {
+                    eff = Efficiency::flat();
+                    model = data.fit_linear(p, params)?.model;
+                    break;
+                }
+                eff.g.iter_mut().for_each(|g| *g /= mean);
+            }
+        }
+        let mut fit = DomainLinear { model, efficiency: eff, rmse_w: 0.0, samples: n };
+        let sse: f64 = data.x.iter().zip(&data.y).map(|(x, y)| (fit.predict_row(x) - y).powi(2)).sum();
+        fit.rmse_w = if n > 0 { (sse / n as f64).sqrt() } else { 0.0 };
+        // The curve's extra parameters must pay for themselves (BIC): a flat
+        // g where the load never bends the power is the plain model.
+        let extra = fit.efficiency.g.len().saturating_sub(1) as f64;
+        let bic = |rmse: f64| n as f64 * (rmse * rmse).max(1e-18).ln();
+        if extra == 0.0 || bic(fit.rmse_w) + extra * (n as f64).ln() >= bic(plain_fit.rmse_w) {
+            return Ok(plain_fit);
+        }
+        Ok(fit)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct LinearModel {
     mode: FeatureMode,
     impute: HwPerCpuSecond,
-    fits: BTreeMap<Domain, LinearFit>,
+    fits: BTreeMap<Domain, DomainLinear>,
     idle_w: BTreeMap<Domain, f64>,
 }
 
@@ -23,13 +148,13 @@ impl LinearModel {
     pub fn fit(ts: &TrainingSet, params: &NonNegLinearParams) -> Result<LinearModel> {
         let mut fits = BTreeMap::new();
         for (d, data) in &ts.domains {
-            fits.insert(*d, data.fit_linear(ts.feature_count(*d), params)?);
+            fits.insert(*d, DomainLinear::fit(data, ts.feature_count(*d), params)?);
         }
         Ok(LinearModel { mode: ts.mode, impute: ts.impute, fits, idle_w: ts.idle_w.clone() })
     }
 
-    pub fn domain(&self, d: Domain) -> Option<&NonNegLinear> {
-        self.fits.get(&d).map(|f| &f.model)
+    pub fn domain(&self, d: Domain) -> Option<&DomainLinear> {
+        self.fits.get(&d)
     }
 }
 
@@ -47,13 +172,13 @@ impl PowerModel for LinearModel {
         self.idle_w.get(&d).copied()
     }
     fn predict_watts(&self, d: Domain, rows: &[Row]) -> Option<f64> {
-        let m = &self.fits.get(&d)?.model;
-        Some(m.predict_row(&features::sum_rows(rows)))
+        Some(self.fits.get(&d)?.predict_row(&features::sum_rows(rows)))
     }
     fn vm_dynamic(&self, d: Domain, rows: &[Row], out: &mut Vec<f64>) -> Option<()> {
-        let m = &self.fits.get(&d)?.model;
+        let f = self.fits.get(&d)?;
+        let g = f.efficiency.at(rows.iter().map(|r| r[LOAD]).sum());
         out.clear();
-        out.extend(rows.iter().map(|r| m.coef.iter().zip(r).map(|(b, x)| b * x).sum::<f64>()));
+        out.extend(rows.iter().map(|r| g * f.dynamic(r)));
         Some(())
     }
     fn describe(&self) -> Vec<DomainFit> {
@@ -66,9 +191,59 @@ impl PowerModel for LinearModel {
                 idle_w: self.idle_w.get(d).copied().unwrap_or(f.model.intercept),
                 rmse_w: f.rmse_w,
                 samples: f.samples,
-                detail: None,
+                detail: (f.efficiency.g.len() > 1).then(|| {
+                    let g: Vec<String> = f.efficiency.g.iter().map(|g| format!("{g:.3}")).collect();
+                    let up: Vec<String> = f.efficiency.upper.iter().take(f.efficiency.g.len() - 1).map(|u| format!("{u:.3}")).collect();
+                    format!("efficiency by load ({}): [{}] at bin edges [{}]", if d.kind == fairwatt_core::DomainKind::Gpu { "sm" } else { "cpu_s" }, g.join(", "), up.join(", "))
+                }),
                 idle: None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two VM kinds on columns 0 and 1 (2 and 3 W per unit), load in the
+    /// LOAD slot, power `10 + g(L) · dynamic`; samples on a grid so both
+    /// kinds vary independently of the load.
+    fn data(g: impl Fn(f64) -> f64) -> DomainData {
+        let mut d = DomainData { fixed_idle: Some(10.0), ..Default::default() };
+        for i in 0..40 {
+            for j in 0..40 {
+                let (a, b) = (0.5 + i as f64 / 40.0, 2.0 * j as f64 / 40.0);
+                let mut x = [0.0; features::MAX_FEATURES];
+                x[0] = a;
+                x[1] = b;
+                x[LOAD] = a + b;
+                d.x.push(x);
+                d.y.push(10.0 + g(a + b) * (2.0 * a + 3.0 * b));
+            }
+        }
+        d
+    }
+
+    #[test]
+    fn a_load_dependent_efficiency_is_learned_and_the_split_recovered() {
+        let d = data(|l| 1.5 - 0.25 * l);
+        let fit = DomainLinear::fit(&d, 2, &NonNegLinearParams::default()).unwrap();
+        assert!(fit.efficiency.g.len() > 1, "{fit:?}");
+        let ratio = fit.model.coef[0] / fit.model.coef[1];
+        assert!((ratio - 2.0 / 3.0).abs() < 0.02 * 2.0 / 3.0, "β ratio {ratio}: {fit:?}");
+        // Efficiency falls with load, as the data do.
+        assert!(fit.efficiency.g.first() > fit.efficiency.g.last(), "{:?}", fit.efficiency);
+        // The plain line misses the same split by more.
+        let plain = d.fit_linear(2, &NonNegLinearParams::default()).unwrap().model;
+        assert!((plain.coef[0] / plain.coef[1] - 2.0 / 3.0).abs() > (ratio - 2.0 / 3.0).abs());
+    }
+
+    #[test]
+    fn a_flat_efficiency_is_the_plain_model() {
+        let d = data(|_| 1.0);
+        let fit = DomainLinear::fit(&d, 2, &NonNegLinearParams::default()).unwrap();
+        assert_eq!(fit.efficiency, Efficiency::flat());
+        assert!((fit.model.coef[0] - 2.0).abs() < 1e-6 && (fit.model.coef[1] - 3.0).abs() < 1e-6, "{fit:?}");
     }
 }
