@@ -41,6 +41,23 @@ pub struct AttributeArgs {
     /// Re-fit when the median error over 60 intervals exceeds this many watts.
     #[arg(long, default_value_t = 2.0)]
     threshold_w: f64,
+    /// Idle power measured with nothing running, per domain, e.g.
+    /// `package-0=55.2,dram-0=4.1`; wins over the idle the trace shows.
+    #[arg(long, value_delimiter = ',', value_parser = parse_idle)]
+    idle_watts: Vec<(fairwatt_core::Domain, f64)>,
+    /// Quiet intervals (no VM ran) needed before their median is taken as idle power.
+    #[arg(long, default_value_t = 30)]
+    min_quiet: usize,
+}
+
+fn parse_idle(s: &str) -> Result<(fairwatt_core::Domain, f64), String> {
+    let (d, w) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected DOMAIN=WATTS, e.g. package-0=55.2"))?;
+    let d = d.trim().parse().map_err(|e| format!("{e}"))?;
+    let w: f64 = w.trim().parse().map_err(|_| format!("{s:?}: {w:?} is not a number of watts"))?;
+    if !(w.is_finite() && w >= 0.0) {
+        return Err(format!("{s:?}: idle power must be finite and ≥ 0 W"));
+    }
+    Ok((d, w))
 }
 
 #[derive(Serialize)]
@@ -102,6 +119,8 @@ pub fn run(a: AttributeArgs) -> anyhow::Result<()> {
     cfg.window = a.window;
     cfg.min_fit = a.min_fit;
     cfg.threshold_w = a.threshold_w;
+    cfg.idle_watts = a.idle_watts.iter().copied().collect();
+    cfg.min_quiet = a.min_quiet;
     // Refuse a bad configuration before creating the output file.
     Attributor::new(cfg.clone())?;
     let files = fairwatt_collector::trace_io::files(&a.input)?;

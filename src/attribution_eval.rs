@@ -54,6 +54,9 @@ pub struct EvalArgs {
     /// A small grid (one host per mix, short runs) for a quick look.
     #[arg(long)]
     quick: bool,
+    /// Only the cases whose label contains this text.
+    #[arg(long)]
+    only: Option<String>,
     /// Elastic-net penalty of the linear fits (0: non-negative least squares).
     #[arg(long, default_value_t = 0.0)]
     alpha: f64,
@@ -171,7 +174,10 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         bail!("--hours and --forest-hours must be positive");
     }
     let hours = if a.quick { a.hours.min(0.5) } else { a.hours };
-    let cases = cases(a.seed, a.quick)?;
+    let mut cases = cases(a.seed, a.quick)?;
+    if let Some(only) = &a.only {
+        cases.retain(|c| c.label.contains(only.as_str()));
+    }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let main_methods: Vec<Method> = methods.iter().copied().filter(|m| *m != Method::Forest).collect();
     let with_forest = methods.contains(&Method::Forest);

@@ -102,3 +102,56 @@ fn damaged_traces_lose_only_what_is_unreadable() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("expected ratio, linear or forest"));
 }
+
+#[test]
+fn configured_idle_power_is_used_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let traces = dir.path().join("t");
+    simulate(&traces);
+    let file = fairwatt_collector::trace_io::files(&traces).unwrap().remove(0);
+    let out = dir.path().join("out.jsonl");
+    let o = fairwatt().args(["attribute", "--idle-watts", "package-0=42.5,dram-0=3", "--input"]).arg(&file).arg("--out").arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let model: serde_json::Value = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find_map(|v| v.get("model").cloned()).unwrap();
+    let dom = |name: &str| model["domains"].as_array().unwrap().iter().find(|d| d["domain"] == name).cloned().unwrap();
+    assert_eq!(dom("package-0")["idle_w"], 42.5);
+    assert_eq!(dom("package-0")["idle"]["source"], "configured");
+    assert_eq!(dom("dram-0")["idle_w"], 3.0);
+    // The simulated hosts start busy: other domains' idle is extrapolated.
+    assert_eq!(dom("package-1")["idle"]["source"], "extrapolated");
+
+    for (bad, says) in [("package-0", "expected DOMAIN=WATTS"), ("pkg-0=3", "invalid energy domain"), ("dram-0=-1", "finite and ≥ 0")] {
+        let o = fairwatt().args(["attribute", "--idle-watts", bad, "--input"]).arg(&file).arg("--out").arg(&out).output().unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn attribution_eval_writes_its_table_data_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = fairwatt()
+        .args(["attribution", "eval", "--quick", "--hours", "0.1", "--forest-hours", "0.05", "--forest-max-vms", "8", "--boot-s", "60", "--only", "database", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}{}", stdout, String::from_utf8_lossy(&o.stderr));
+    let md = std::fs::read_to_string(dir.path().join("eval.md")).unwrap();
+    assert!(md.contains("| mix | database sim-database-00 |") && md.contains("### Forest beside the others"), "{md}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("eval.json")).unwrap()).unwrap();
+    let case = &json.as_array().unwrap()[0];
+    assert_eq!(case["idle"], "observed");
+    let mape = |list: &serde_json::Value, m: &str| list.as_array().unwrap().iter().find(|p| p[0] == m).map(|p| p[1]["mape_pct"].as_f64().unwrap());
+    let (r, l) = (mape(&case["scores"], "ratio").unwrap(), mape(&case["scores"], "linear").unwrap());
+    assert!(r.is_finite() && l.is_finite() && l < r, "linear {l} vs ratio {r}");
+    assert!(mape(&case["short"], "forest").is_some());
+    for plot in ["mape-by-case.svg", "mape-by-vm-count.svg"] {
+        let svg = std::fs::read_to_string(dir.path().join(plot)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("MAPE"), "{plot}");
+    }
+    let o = fairwatt().args(["attribution", "eval", "--methods", "ratio,psychic", "--out"]).arg(dir.path()).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("expected ratio, linear or forest"));
+}
