@@ -96,6 +96,11 @@ impl FakeQemus {
         use std::os::unix::process::CommandExt;
         let exe = dir.join("qemu-system-x86_64");
         std::os::unix::fs::symlink("/bin/sh", &exe)?;
+        // The shells' `sleep`s, orphaned when the group is killed, come to
+        // us to be reaped in `drop` instead of lingering as zombies under
+        // init, where the next measurement's /proc walk would meet them.
+        // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on this process.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         let mut kids = Vec::with_capacity(n);
         for i in 0..n {
             let child = std::process::Command::new(&exe)
@@ -124,6 +129,9 @@ impl Drop for FakeQemus {
             unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
             let _ = c.wait();
         }
+        // SAFETY: waitpid with a null status pointer; reaps the orphaned sleeps
+        // (this process has no other children) until there are none.
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) } > 0 {}
     }
 }
 
