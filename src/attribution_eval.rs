@@ -232,7 +232,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     println!("({} cases in {:.0} s)", results.len(), t0.elapsed().as_secs_f64());
     std::fs::write(a.out.join("eval.md"), &md)?;
     std::fs::write(a.out.join("eval.json"), serde_json::to_string_pretty(&results)?)?;
-    plot_cases(&results, &methods, &a.out.join("mape-by-case.svg"))?;
+    plot_cases(&results, &main_methods, &a.out.join("mape-by-case.svg"))?;
     plot_vm_count(&results, &a.out.join("mape-by-vm-count.svg"))?;
     println!("wrote {}/eval.md, eval.json, mape-by-case.svg, mape-by-vm-count.svg", a.out.display());
     Ok(())

@@ -141,3 +141,56 @@ fn oracle_coefficients() {
     println!("host, truth: {:?} rmse {:.3} (per-VM fit there: {:.3})", mh.coef, gh.rmse(&mh), gh.rmse(&mv));
     println!("host, measured: {:?} rmse {:.3} (per-VM fit there: {:.3})", mm.coef, gm.rmse(&mm), gm.rmse(&mv));
 }
+
+#[test]
+#[ignore]
+fn per_class_oracle() {
+    // An upper bound, not a model: the package-0 split when the fit is told
+    // each VM's class (from ground truth, which no model may read), with the
+    // true idle power; per-class coefficients on cycles, instructions,
+    // refs, misses and IO. NOISE overrides the sensor noise.
+    use fairwatt_attribution::features::{self, FeatureMode};
+    use fairwatt_attribution::model::nnls::{Gram, NonNegLinearParams};
+    use fairwatt_core::Domain;
+    let host: usize = std::env::var("HOST").ok().and_then(|b| b.parse().ok()).unwrap_or(2);
+    let mut sc = scenario("mixed", host + 1, 11, start()).unwrap();
+    sc.hosts[host].noise = std::env::var("NOISE").ok().and_then(|b| b.parse().ok()).unwrap_or(0.005);
+    let mut h = sc.build().remove(host);
+    let recs: Vec<_> = (0..3600).map(|_| h.step()).collect();
+    let d = Domain::package(0);
+    let classes = ["ai", "database", "web", "batch"];
+    let p = 5 * classes.len();
+    let wide = |r: &IntervalRecord, rows: &[features::Row]| -> Vec<Vec<f64>> {
+        r.vms
+            .iter()
+            .zip(rows)
+            .map(|(v, x)| {
+                let k = classes.iter().position(|c| *c == v.truth.as_ref().unwrap().class).unwrap();
+                let mut w = vec![0.0; p];
+                w[5 * k..5 * k + 5].copy_from_slice(&x[..5]);
+                w
+            })
+            .collect()
+    };
+    let truth = |v: &fairwatt_core::VmRecord| v.truth.as_ref().unwrap().energy_uj.get(&d).map_or(0.0, |e| e.as_uj() as f64 / 1e6);
+    let (mut g, mut rows) = (Gram::new(p), Vec::new());
+    for r in &recs {
+        features::cpu_rows(r, FeatureMode::Hardware, &[0.0; 4], &mut rows);
+        let sum = wide(r, &rows).into_iter().fold(vec![0.0; p], |a, w| a.iter().zip(&w).map(|(x, y)| x + y).collect());
+        let idle = r.truth.as_ref().unwrap().idle_uj[&d].as_uj() as f64 / 1e6;
+        g.add(&sum, r.domains[&d].energy_uj.as_uj() as f64 / 1e6 - idle);
+    }
+    let m = g.solve_with_intercept(&NonNegLinearParams::default(), Some(0.0)).unwrap();
+    let (mut err, mut tot) = (0.0, 0.0);
+    for r in &recs {
+        features::cpu_rows(r, FeatureMode::Hardware, &[0.0; 4], &mut rows);
+        let w: Vec<f64> = wide(r, &rows).iter().map(|x| m.coef.iter().zip(x).map(|(a, b)| a * b).sum()).collect();
+        let sw: f64 = w.iter().sum();
+        let dynamic: f64 = r.vms.iter().map(truth).sum();
+        for (v, wi) in r.vms.iter().zip(&w) {
+            err += (wi / sw.max(1e-12) * dynamic - truth(v)).abs();
+            tot += truth(v);
+        }
+    }
+    println!("host {host}: split error {:.2} % of package-0 dynamic energy", err / tot * 100.0);
+}
