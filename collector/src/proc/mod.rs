@@ -104,7 +104,7 @@ struct Cache {
 /// Reads [`ProcStats`] of processes under a procfs root.
 ///
 /// It remembers, per PID, the process's files and which threads are vCPUs,
-/// so a tick costs a few `pread`s per VM (see `proc/handle.rs`); call
+/// so a tick costs a few cheap syscalls per VM (see `proc/handle.rs`); call
 /// [`ProcReader::retain`] after discovery so stopped VMs are forgotten.
 pub struct ProcReader {
     root: PathBuf,
@@ -321,7 +321,8 @@ impl ProcReader {
                 let cpu_ns = cpu_ns.map_err(|e| Error::Device { sensor: SENSOR, msg: format!("CPU clock of process {pid}: {e}") })?;
                 (cpu_ns / 1000, pages)
             }
-            (Main::Stat(_), None) => unreachable!("a stat handle always has its stat fields"),
+            // Not reached: a stat handle always has its stat fields.
+            (Main::Stat(src), None) => return Err(Error::parse(SENSOR, src.path(), "read without its fields")),
         };
 
         let mut io_bytes = (None, None);
