@@ -179,6 +179,7 @@ impl HostSampler {
     ) -> Result<Self> {
         let discovery = Discovery::new(DiscoveryConfig {
             procfs_root: cfg.procfs_root.clone(),
+            sysfs_root: cfg.sysfs_root.clone(),
             libvirt_dirs: cfg.libvirt_dirs.clone(),
             mapping_file: cfg.mapping.clone(),
         })?;

@@ -33,13 +33,24 @@ impl Host {
         self.dir.path().join("etc")
     }
 
+    fn sys_dir(&self) -> PathBuf {
+        self.dir.path().join("sys")
+    }
+
+    /// A PCI device in the fake sysfs with its class code (e.g. 0x030200 for a 3D controller).
+    fn pci_device(&self, addr: &str, class: u32) {
+        let d = self.sys_dir().join("bus/pci/devices").join(addr);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("class"), format!("{class:#08x}\n")).unwrap();
+    }
+
     fn config(&self, mapping: Option<&str>) -> DiscoveryConfig {
         let mapping_file = mapping.map(|text| {
             let p = self.dir.path().join("mapping.toml");
             std::fs::write(&p, text).unwrap();
             p
         });
-        DiscoveryConfig { procfs_root: self.tree.proc_root().into(), libvirt_dirs: vec![self.run_dir(), self.etc_dir()], mapping_file }
+        DiscoveryConfig { procfs_root: self.tree.proc_root().into(), sysfs_root: self.sys_dir(), libvirt_dirs: vec![self.run_dir(), self.etc_dir()], mapping_file }
     }
 
     fn discovery(&self, mapping: Option<&str>) -> Discovery {
@@ -448,7 +459,7 @@ fn a_process_half_gone_is_skipped_and_unreadable_files_are_errors() {
 #[test]
 fn missing_procfs_is_an_error_status() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = DiscoveryConfig { procfs_root: dir.path().join("none"), libvirt_dirs: vec![], mapping_file: None };
+    let cfg = DiscoveryConfig { procfs_root: dir.path().join("none"), sysfs_root: dir.path().join("none"), libvirt_dirs: vec![], mapping_file: None };
     let mut d = Discovery::new(cfg).unwrap();
     assert_eq!(d.status()[0].state, SensorState::Error);
     let scan = d.scan();
@@ -462,7 +473,7 @@ fn missing_procfs_is_an_error_status() {
 fn generated_host_is_discovered_and_read_quickly() {
     let dir = tempfile::tempdir().unwrap();
     let tree = generate(&dir.path().join("proc"), &dir.path().join("sys"), 100).unwrap();
-    let cfg = DiscoveryConfig { procfs_root: tree.proc_root().into(), libvirt_dirs: vec![], mapping_file: None };
+    let cfg = DiscoveryConfig { procfs_root: tree.proc_root().into(), sysfs_root: "/nonexistent".into(), libvirt_dirs: vec![], mapping_file: None };
     let mut d = Discovery::new(cfg).unwrap();
     let scan = d.scan();
     assert_eq!(scan.vms.len(), 100);
@@ -485,4 +496,30 @@ fn generated_host_is_discovered_and_read_quickly() {
     r.retain(&pids);
     eprintln!("100 VMs (fixture tree, debug build, files opened by path): {per_tick:?} per tick");
     assert!(per_tick.as_millis() < 500, "{per_tick:?}");
+}
+
+#[test]
+fn passed_through_nics_and_drives_are_not_gpus() {
+    let mut h = Host::new(CgroupLayout::V2);
+    let vm = FakeVm::new(1000, "mixed-devices");
+    h.tree.add_vm(&vm).unwrap();
+    let mut live = LibvirtDomain::from_vm(&vm);
+    live.hostdevs = vec!["0000:3b:00.0".into(), "0000:af:00.0".into(), "0000:d8:00.0".into(), "0000:5e:00.0".into(), "0000:86:00.0".into()];
+    live.live = true;
+    live.write(&h.run_dir()).unwrap();
+    h.pci_device("0000:3b:00.0", 0x030200); // 3D controller (a data-centre GPU)
+    h.pci_device("0000:af:00.0", 0x020000); // Ethernet controller
+    h.pci_device("0000:d8:00.0", 0x010802); // NVMe drive
+    h.pci_device("0000:86:00.0", 0x120000); // processing accelerator
+    // 0000:5e:00.0 has no sysfs entry: its class is unknown, so it counts.
+    let scan = h.discovery(None).scan();
+    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
+    let v = by_name(&scan.vms, "mixed-devices");
+    assert_eq!(v.passthrough_gpus, vec!["0000:3b:00.0".to_string(), "0000:5e:00.0".to_string(), "0000:86:00.0".to_string()]);
+    assert_eq!(v.info.flavor.unwrap().gpus, 3);
+    assert_eq!(fairwatt_collector::discovery::pci_is_gpu(&h.sys_dir(), "0000:af:00.0"), Some(false));
+    h.pci_device("0000:00:02.0", 0x030000);
+    assert_eq!(fairwatt_collector::discovery::pci_is_gpu(&h.sys_dir(), "0000:00:02.0"), Some(true));
+    std::fs::write(h.sys_dir().join("bus/pci/devices/0000:00:02.0/class"), "garbage").unwrap();
+    assert_eq!(fairwatt_collector::discovery::pci_is_gpu(&h.sys_dir(), "0000:00:02.0"), None);
 }

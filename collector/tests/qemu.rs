@@ -54,7 +54,7 @@ fn discovers_and_samples_real_qemu() {
         guests.0.push(child);
     }
 
-    let cfg = DiscoveryConfig { procfs_root: "/proc".into(), libvirt_dirs: vec![], mapping_file: None };
+    let cfg = DiscoveryConfig { procfs_root: "/proc".into(), sysfs_root: "/sys".into(), libvirt_dirs: vec![], mapping_file: None };
     let mut discovery = Discovery::new(cfg).unwrap();
     let ours = |vms: Vec<DiscoveredVm>| -> Vec<DiscoveredVm> { vms.into_iter().filter(|v| (0..3).any(|i| v.info.id.as_str() == uuid(i))).collect() };
     let deadline = Instant::now() + Duration::from_secs(20);

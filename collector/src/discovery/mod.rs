@@ -7,8 +7,12 @@
 //!   UUID or name differs from the process's is stale and ignored;
 //! - vCPUs and memory: libvirt XML, else the command line, else the mapping
 //!   file, else QEMU's defaults (1 vCPU, 128 MiB);
-//! - GPUs: `<fairwatt:gpus>`, else the number of PCI devices passed through
-//!   (XML `<hostdev>` and `-device vfio-pci`) if any, else the mapping file, else 0;
+//! - GPUs: `<fairwatt:gpus>`, else the number of GPUs passed through (XML
+//!   `<hostdev>` and `-device vfio-pci` devices whose sysfs PCI class is a
+//!   display controller or processing accelerator; a NIC or NVMe drive
+//!   passed through is not a GPU; a device whose class cannot be read is
+//!   counted, since passthrough on metered hosts is mostly GPUs) if any,
+//!   else the mapping file, else 0;
 //! - tenant: `<fairwatt:tenant>`, else the mapping file, else none.
 //!
 //! So the mapping file only fills what libvirt does not say.
@@ -36,6 +40,8 @@ const DEFAULT_MEMORY_MIB: u64 = 128;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoveryConfig {
     pub procfs_root: PathBuf,
+    /// For the PCI class of passed-through devices (`bus/pci/devices/ADDR/class`).
+    pub sysfs_root: PathBuf,
     /// Searched in order for `NAME.xml`; the first match whose UUID agrees wins,
     /// so the live state (`/run`) goes before the persistent definition (`/etc`).
     pub libvirt_dirs: Vec<PathBuf>,
@@ -46,6 +52,7 @@ impl Default for DiscoveryConfig {
     fn default() -> Self {
         DiscoveryConfig {
             procfs_root: PathBuf::from("/proc"),
+            sysfs_root: PathBuf::from("/sys"),
             libvirt_dirs: vec![PathBuf::from("/run/libvirt/qemu"), PathBuf::from("/etc/libvirt/qemu")],
             mapping_file: None,
         }
@@ -136,6 +143,18 @@ pub struct Discovery {
 }
 
 const FULL_SCAN_EVERY: u64 = 30;
+
+/// PCI base classes that are GPUs for metering: display controllers (VGA,
+/// 3D controllers such as data-centre GPUs) and processing accelerators.
+const GPU_PCI_CLASSES: [u32; 2] = [0x03, 0x12];
+
+/// Whether the PCI device at `addr` is a GPU by its sysfs class; `None` when
+/// the class cannot be read (no such device in this sysfs, a fixture tree).
+pub fn pci_is_gpu(sysfs_root: &Path, addr: &str) -> Option<bool> {
+    let text = std::fs::read_to_string(sysfs_root.join("bus/pci/devices").join(addr).join("class")).ok()?;
+    let class = u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).ok()?;
+    Some(GPU_PCI_CLASSES.contains(&(class >> 16)))
+}
 
 impl Discovery {
     /// Loads the mapping file, if any: a missing or malformed one is an
@@ -343,6 +362,7 @@ impl Discovery {
         }
         passthrough_gpus.sort();
         passthrough_gpus.dedup();
+        passthrough_gpus.retain(|addr| pci_is_gpu(&self.cfg.sysfs_root, addr) != Some(false));
         let xml_path = xml_key.as_ref().map(|(p, _)| p.as_path());
         let info = self.vm_info(pid, &f.cmd, xml, xml_path, passthrough_gpus.len(), errors).map_err(|m| Error::parse(SENSOR, &f.cmd_path, m))?;
         let vm = DiscoveredVm { info, pid, start_time_ticks: f.start_time_ticks, cgroup: f.cgroup.clone(), passthrough_gpus };
