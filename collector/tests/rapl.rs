@@ -395,12 +395,12 @@ mod rapl_detect {
         let dir = tempfile::tempdir().unwrap();
         let fx = intel_client(dir.path(), 0x9E);
         let (src, st) = rapl::detect(&fx.sysfs_root(), &fx.dev_root(), &fx.procfs_root());
-        assert_eq!(src.unwrap().name(), "rapl-msr");
+        assert_eq!(src.iter().map(|s| s.name()).collect::<Vec<_>>(), ["rapl-msr"]);
         assert_eq!(sensors(&st), [("rapl-powercap", SensorState::Missing), ("rapl-msr", SensorState::Ok)]);
 
         PowercapTree::new(&fx.sysfs_root()).package(0, 10, &[("core", 5)]).write().unwrap();
         let (src, st) = rapl::detect(&fx.sysfs_root(), &fx.dev_root(), &fx.procfs_root());
-        assert_eq!(src.unwrap().name(), "rapl-powercap");
+        assert_eq!(src.iter().map(|s| s.name()).collect::<Vec<_>>(), ["rapl-powercap"]);
         assert_eq!(sensors(&st), [("rapl-powercap", SensorState::Ok), ("rapl-msr", SensorState::Missing)]);
     }
 
@@ -409,7 +409,7 @@ mod rapl_detect {
         let dir = tempfile::tempdir().unwrap();
         let fx = MsrHost::intel(0x55).cpus(1, 1, 1).without_msr_device().write(dir.path()).unwrap();
         let (src, st) = rapl::detect(&fx.sysfs_root(), &fx.dev_root(), &fx.procfs_root());
-        assert!(src.is_none());
+        assert!(src.is_empty());
         assert_eq!(sensors(&st), [("rapl-powercap", SensorState::Missing), ("rapl-msr", SensorState::Missing)]);
         assert!(st[1].detail.contains("modprobe msr"), "{}", st[1].detail);
         // Powercap that cannot read yet is still returned when nothing else works:
@@ -417,12 +417,12 @@ mod rapl_detect {
         let pc = PowercapTree::new(&fx.sysfs_root()).package(0, 10, &[]).write().unwrap();
         pc.set_file("intel-rapl:0", "energy_uj", "").unwrap();
         let (src, st) = rapl::detect(&fx.sysfs_root(), &fx.dev_root(), &fx.procfs_root());
-        assert_eq!(src.unwrap().name(), "rapl-powercap");
+        assert_eq!(src.iter().map(|s| s.name()).collect::<Vec<_>>(), ["rapl-powercap"]);
         assert_eq!(sensors(&st), [("rapl-powercap", SensorState::Error), ("rapl-msr", SensorState::Missing)]);
     }
 
     #[test]
-    fn detect_drops_amd_powercap_core_zones_and_uses_msr_when_powercap_is_broken() {
+    fn detect_takes_amd_cores_from_the_msrs_beside_powercap_and_all_of_it_when_powercap_is_broken() {
         let dir = tempfile::tempdir().unwrap();
         let fx = MsrHost::amd(0x19, 0x01)
             .cpus(1, 2, 1)
@@ -433,15 +433,36 @@ mod rapl_detect {
             .write(dir.path())
             .unwrap();
         let pc = PowercapTree::new(&fx.sysfs_root()).package(0, 10, &[("core", 5)]).write().unwrap();
-        let (src, st) = rapl::detect(&fx.sysfs_root(), &fx.dev_root(), &fx.procfs_root());
-        let mut src = src.unwrap();
-        assert_eq!(src.read().iter().map(|(d, _)| *d).collect::<Vec<_>>(), [Domain::package(0)]);
+        let (mut src, st) = rapl::detect(&fx.sysfs_root(), &fx.dev_root(), &fx.procfs_root());
+        assert_eq!(src.iter().map(|s| s.name()).collect::<Vec<_>>(), ["rapl-powercap", "rapl-msr"]);
         assert!(st[0].detail.contains("single core"), "{}", st[0].detail);
+        assert_eq!(sensors(&st), [("rapl-powercap", SensorState::Ok), ("rapl-msr", SensorState::Ok)]);
+        assert!(st[1].detail.contains("core-0 from the per-core energy MSRs"), "{}", st[1].detail);
+        // The package from powercap (µJ), the core as the sum of both cores' registers.
+        let pkg = src[0].read();
+        assert_eq!(pkg.iter().map(|(d, _)| *d).collect::<Vec<_>>(), [Domain::package(0)]);
+        assert_eq!(counter(reading(&pkg, Domain::package(0))).0, 10);
+        let core = src[1].read();
+        assert_eq!(core.iter().map(|(d, _)| *d).collect::<Vec<_>>(), [Domain::core(0)]);
+        let c0 = counter(reading(&core, Domain::core(0))).0;
+        fx.set_reg(0, AMD_CORE_ENERGY, 3 + 100).unwrap();
+        fx.set_reg(1, AMD_CORE_ENERGY, 4 + 50).unwrap();
+        let core = src[1].read();
+        assert_eq!(counter(reading(&core, Domain::core(0))).0 - c0, 150, "both cores' increments");
+
+        // Per-core MSRs unreadable: the package alone, and the status says why.
+        let fx2dir = tempfile::tempdir().unwrap();
+        let fx2 = MsrHost::amd(0x19, 0x01).cpus(1, 2, 1).without_msr_device().write(fx2dir.path()).unwrap();
+        PowercapTree::new(&fx2.sysfs_root()).package(0, 10, &[("core", 5)]).write().unwrap();
+        let (src2, st2) = rapl::detect(&fx2.sysfs_root(), &fx2.dev_root(), &fx2.procfs_root());
+        assert_eq!(src2.iter().map(|s| s.name()).collect::<Vec<_>>(), ["rapl-powercap"]);
+        assert_eq!(st2[1].state, SensorState::Missing);
+        assert!(st2[1].detail.contains("core domains need the per-core MSRs"), "{}", st2[1].detail);
 
         // Powercap present but unreadable everywhere: the MSRs take over.
         pc.set_file("intel-rapl:0", "energy_uj", "garbage").unwrap();
         let (src, st) = rapl::detect(&fx.sysfs_root(), &fx.dev_root(), &fx.procfs_root());
-        assert_eq!(src.unwrap().name(), "rapl-msr");
+        assert_eq!(src.iter().map(|s| s.name()).collect::<Vec<_>>(), ["rapl-msr"]);
         assert_eq!(sensors(&st), [("rapl-powercap", SensorState::Error), ("rapl-msr", SensorState::Ok)]);
     }
 }

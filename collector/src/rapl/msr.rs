@@ -27,7 +27,7 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
-use fairwatt_core::{Domain, SensorStatus, WrapCounter};
+use fairwatt_core::{DomainKind, Domain, SensorStatus, WrapCounter};
 
 use super::MSR_SENSOR as SENSOR;
 use super::cpu::{CpuId, Vendor, read_cpuinfo, read_topology};
@@ -272,6 +272,12 @@ impl MsrRapl {
         let reader = Reader::Summed { reg: AMD_CORE_ENERGY, parts, total: 0 };
         self.domains.push(MsrDomain { domain, scale, reader, fault: None });
         Ok(())
+    }
+
+    /// Keeps only the domains of `kind` (the per-core AMD sums beside
+    /// powercap's package counters); the others' registers are not read.
+    pub fn keep_kind(&mut self, kind: DomainKind) {
+        self.domains.retain(|d| d.domain.kind == kind);
     }
 
     /// The domains this source reports, in reading order.
