@@ -83,7 +83,7 @@ enum Fault {
 struct Zone {
     id: String,
     domain: Domain,
-    energy_path: PathBuf,
+    energy: fsutil::HeldCounter,
     max_path: PathBuf,
     /// `max_energy_range_uj`, once it has been read successfully.
     max: Option<u64>,
@@ -103,10 +103,10 @@ impl Zone {
                 m
             }
         };
-        let raw = read_counter_file(&self.energy_path)?;
+        let raw = self.energy.read_u64(SENSOR).map_err(with_permission_hint)?;
         if raw > max {
             let msg = format!("value {raw} exceeds max_energy_range_uj {max}");
-            return Err(Error::parse(SENSOR, &self.energy_path, msg));
+            return Err(Error::parse(SENSOR, self.energy.path(), msg));
         }
         Ok(RawReading::Counter { raw, modulus: max.checked_add(1), scale: Scale::MICROJOULE })
     }
@@ -262,7 +262,7 @@ impl Powercap {
             self.zones.push(Zone {
                 id: id.to_string(),
                 domain,
-                energy_path: zone_dir.join("energy_uj"),
+                energy: fsutil::HeldCounter::new(zone_dir.join("energy_uj")),
                 max_path: zone_dir.join("max_energy_range_uj"),
                 max: None,
                 fault: None,
@@ -374,7 +374,7 @@ mod tests {
         let mut zone = Zone {
             id: "intel-rapl:0".into(),
             domain: Domain::package(0),
-            energy_path: path.clone(),
+            energy: fsutil::HeldCounter::new(path.clone()),
             max_path: path,
             max: Some(1000),
             fault: None,
