@@ -271,6 +271,7 @@ fn table(results: &[&CaseResult], methods: &[Method], pick: Pick) -> String {
             s.push_str(&format!(" {} | {} |", f(get(r, *m), false), f(get(r, *m), true)));
         }
         let ratio = match (get(r, Method::Ratio), get(r, Method::Linear)) {
+            (Some(a), Some(b)) if b.mape_pct * 1000.0 < a.mape_pct => "> 1000×".into(),
             (Some(a), Some(b)) if b.mape_pct > 0.0 => format!("{:.1}×", a.mape_pct / b.mape_pct),
             _ => "—".into(),
         };

@@ -280,6 +280,7 @@ fn attribution(vms: usize, hours: f64) -> anyhow::Result<()> {
         let mut gpu_rows = Vec::new();
         for r in &recs {
             features::cpu_rows(r, m.mode(), &m.impute(), &mut rows);
+            m.annotate(&mut rows);
             for d in r.domains.keys() {
                 m.vm_dynamic(*d, features::domain_rows(r, *d, m.mode(), &m.impute(), &rows, &mut gpu_rows), &mut w);
                 sink += w.iter().sum::<f64>();

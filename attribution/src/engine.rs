@@ -324,6 +324,9 @@ impl Attributor {
         let impute = model.map_or([0.0; 4], |m| m.impute());
         let mut notes = Vec::new();
         let imputed = features::cpu_rows(rec, mode, &impute, &mut self.cpu_rows);
+        if let Some(m) = model {
+            m.annotate(&mut self.cpu_rows);
+        }
         if imputed > 0 {
             notes.push(format!("{imputed} VMs lack hardware counters: imputed from CPU time at the model's mean rates"));
         }
@@ -433,6 +436,7 @@ fn host_error(m: &dyn PowerModel, rec: &IntervalRecord, cpu_rows: &mut Vec<Row>,
         return None;
     }
     features::cpu_rows(rec, m.mode(), &m.impute(), cpu_rows);
+    m.annotate(cpu_rows);
     let (mut p, mut y) = (0.0, 0.0);
     for (d, e) in rec.domains.iter().filter(|(d, _)| d.is_top_level()) {
         p += m.predict_watts(*d, features::domain_rows(rec, *d, m.mode(), &m.impute(), cpu_rows, rows))?;

@@ -25,11 +25,15 @@ use serde::{Deserialize, Serialize};
 use fairwatt_core::{Domain, DomainKind, IntervalRecord, PerfSource, VmRecord};
 
 /// Most features any domain's model uses.
-pub const MAX_FEATURES: usize = 8;
+pub const MAX_FEATURES: usize = 9;
 
 /// The slot of every row that holds the VM's load (CPU seconds per second;
 /// a GPU's SM utilisation), outside the model features.
 pub const LOAD: usize = 7;
+
+/// The slot a model may fill with the row's workload cluster plus one
+/// ([`crate::model::PowerModel::annotate`]); 0 is "not assigned".
+pub const CLUSTER: usize = 8;
 
 pub type Row = [f64; MAX_FEATURES];
 
@@ -90,7 +94,7 @@ pub fn cpu_row(v: &VmRecord, dt_s: f64, mode: FeatureMode, impute: &HwPerCpuSeco
     let io = (rate(f.io_read_bytes.unwrap_or(0)) + rate(f.io_write_bytes.unwrap_or(0))) / 1e6;
     let cpu_s = rate(f.cpu_time_us) / 1e6;
     match mode {
-        FeatureMode::Software => ([cpu_s, io, 0.0, 0.0, 0.0, 0.0, 0.0, cpu_s], false),
+        FeatureMode::Software => ([cpu_s, io, 0.0, 0.0, 0.0, 0.0, 0.0, cpu_s, 0.0], false),
         FeatureMode::Hardware if has_hw(v) => {
             let (c, i) = (rate(f.cycles.unwrap_or(0)) / 1e9, rate(f.instructions.unwrap_or(0)) / 1e9);
             let (r, m) = (rate(f.cache_references.unwrap_or(0)) / 1e6, rate(f.cache_misses.unwrap_or(0)) / 1e6);
@@ -105,7 +109,7 @@ pub fn cpu_row(v: &VmRecord, dt_s: f64, mode: FeatureMode, impute: &HwPerCpuSeco
 
 fn hw_row(c: f64, i: f64, r: f64, m: f64, io: f64, cpu_s: f64) -> Row {
     let ratio = |a: f64, b: f64| if b > 0.0 { (a / b).min(1e3) } else { 0.0 };
-    [c, i, r, m, io, m * ratio(m, r).min(1.0), i * ratio(i, c), cpu_s]
+    [c, i, r, m, io, m * ratio(m, r).min(1.0), i * ratio(i, c), cpu_s, 0.0]
 }
 
 /// The VM's SM and memory utilisation of GPU `gpu` (0–1); a passthrough
@@ -113,7 +117,7 @@ fn hw_row(c: f64, i: f64, r: f64, m: f64, io: f64, cpu_s: f64) -> Row {
 pub fn gpu_row(v: &VmRecord, gpu: u32) -> Option<Row> {
     v.features.gpus.iter().find(|g| g.gpu == gpu).map(|g| {
         let sm = g.sm_util_pct as f64 / 100.0;
-        [sm, g.mem_util_pct as f64 / 100.0, 0.0, 0.0, 0.0, 0.0, 0.0, sm]
+        [sm, g.mem_util_pct as f64 / 100.0, 0.0, 0.0, 0.0, 0.0, 0.0, sm, 0.0]
     })
 }
 

@@ -24,6 +24,7 @@ pub mod idle_power;
 pub mod model;
 pub mod result;
 pub mod shapley;
+pub mod signature;
 
 pub use engine::{Attributor, AttributorConfig, ModelVersion, Step};
 pub use error::{Error, Result};

@@ -280,3 +280,58 @@ fn the_first_fit_waits_for_activity_and_a_weightless_model_splits_by_cpu_time() 
     assert!(p.is_conserved());
     assert!(s.notes.iter().any(|n| n.contains("gives no active VM a weight")), "{:?}", s.notes);
 }
+
+/// A VM doing `cpu_us` of one of three kinds of work (IPC, refs per
+/// kilo-instruction and miss ratio differ by kind), with hardware counters.
+fn hw_vm(i: usize, kind: usize, cpu_us: u64) -> VmRecord {
+    let (ipc, rpki, miss) = [(2.0, 4.0, 0.1), (0.5, 40.0, 0.5), (1.2, 12.0, 0.25)][kind];
+    let cycles = cpu_us * 2_500; // 2.5 GHz
+    let instructions = (cycles as f64 * ipc) as u64;
+    let refs = (instructions as f64 * rpki / 1000.0) as u64;
+    let mut v = vm(i, cpu_us, 0, None, 2);
+    v.perf = PerfSource::Hardware;
+    v.features.cycles = Some(cycles);
+    v.features.instructions = Some(instructions);
+    v.features.cache_references = Some(refs);
+    v.features.cache_misses = Some((refs as f64 * miss) as u64);
+    v
+}
+
+#[test]
+fn kinds_of_work_get_their_own_cost_per_cycle() {
+    // The third kind costs three times as much per cycle as the others,
+    // though its IPC and cache behaviour lie between theirs: no single
+    // cost per counter fits, one per kind of work does.
+    let cost = [1.0, 1.0, 3.0]; // W per 10⁹ cycles per second
+    let kinds = [0, 0, 1, 1, 2, 2];
+    let rec = |seq: u64| {
+        let cpus: Vec<u64> = (0..6).map(|i| 100_000 + 90_000 * ((seq * (i as u64 + 3) + i as u64 * 7) % 11)).collect();
+        let vms: Vec<VmRecord> = cpus.iter().enumerate().map(|(i, c)| hw_vm(i, kinds[i], *c)).collect();
+        let dynamic: f64 = cpus.iter().enumerate().map(|(i, c)| cost[kinds[i]] * *c as f64 * 2_500.0 / 1e9).sum();
+        record(seq, vms, 40_000_000 + (dynamic * 1e6) as u64, 5_000_000, 0)
+    };
+    let mut c = cfg(Method::Linear, IdlePolicy::Unattributed);
+    c.idle_watts = BTreeMap::from([(Domain::package(0), 40.0), (Domain::dram(0), 5.0), (Domain::gpu(0), 0.0)]);
+    c.min_fit = 60;
+    c.window = 200;
+    let mut a = Attributor::new(c).unwrap();
+    let mut out = Vec::new();
+    let mut versions = Vec::new();
+    for seq in 0..200 {
+        for s in a.push(rec(seq)).unwrap() {
+            versions.extend(s.new_version.clone());
+            out.push(s.attribution);
+        }
+    }
+    let pkg = versions[0].domains.iter().find(|f| f.domain == Domain::package(0)).unwrap();
+    assert!(pkg.features.iter().any(|f| f.starts_with("w2.")), "a per-cluster model for the package: {pkg:?}");
+    assert!(pkg.detail.as_deref().unwrap_or("").contains("workload cluster"), "{pkg:?}");
+    let last = out.last().unwrap();
+    let p = last.domain(Domain::package(0)).unwrap();
+    let r = rec(last.seq);
+    for (i, (s, v)) in p.vms.iter().zip(&r.vms).enumerate() {
+        let truth = cost[kinds[i]] * v.features.cpu_time_us as f64 * 2_500.0 / 1e9 * 1e6;
+        assert!((s.dynamic_uj.as_uj() as f64 - truth).abs() <= 0.01 * truth + 2.0, "VM {i}: {} µJ vs {truth}", s.dynamic_uj.as_uj());
+    }
+    assert!(out.iter().all(|a| a.is_conserved()));
+}

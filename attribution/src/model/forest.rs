@@ -336,11 +336,11 @@ mod tests {
             data.y.push(curve(u));
         }
         let domains = BTreeMap::from([(PKG, data)]);
-        TrainingSet { mode: FeatureMode::Software, impute: [0.0; 4], domains, first_seq: 0, last_seq: n as u64 - 1, intervals: n, idle_w: BTreeMap::new(), idle: BTreeMap::new() }
+        TrainingSet { mode: FeatureMode::Software, impute: [0.0; 4], domains, first_seq: 0, last_seq: n as u64 - 1, intervals: n, idle_w: BTreeMap::new(), idle: BTreeMap::new(), clusters: None }
     }
 
     fn row(cpu: f64, io: f64) -> Row {
-        [cpu, io, 0.0, 0.0, 0.0, 0.0, 0.0, cpu]
+        [cpu, io, 0.0, 0.0, 0.0, 0.0, 0.0, cpu, 0.0]
     }
     fn fit(ts: &TrainingSet) -> ForestModel {
         ForestModel::fit_model(ts, &ModelParams::default()).unwrap()

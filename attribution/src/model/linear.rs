@@ -19,6 +19,14 @@
 //! power held ([`super::nnls`]), then each bin's `g` in closed form. The
 //! curve is kept only when it pays for its extra parameters (a lower BIC
 //! than the plain line's); otherwise `g = 1`.
+//!
+//! With hardware counters and two or more kinds of work in the window
+//! ([`crate::signature`]), a CPU-side domain may instead get one cost per
+//! kind: `P = idle + Σ_k Σ_f β_kf Σ_{vm ∈ k} x_vm,f` over the first five
+//! features, each VM-interval in the cluster its own counters point to. A
+//! vector-heavy job and a memory-bound database then pay their own cost per
+//! cycle and per miss, which no single line over all VMs can give them.
+//! This model is used unless it fits the window worse than the shared one.
 
 use std::collections::BTreeMap;
 
@@ -27,7 +35,9 @@ use fairwatt_core::Domain;
 use super::nnls::{Gram, NonNegLinear, NonNegLinearParams};
 use super::{DomainData, DomainFit, Method, PowerModel, TrainingSet};
 use crate::error::Result;
-use crate::features::{self, FeatureMode, HwPerCpuSecond, LOAD, Row};
+use crate::features::{self, CLUSTER, FeatureMode, HwPerCpuSecond, LOAD, Row};
+use crate::signature::{BASE, Clusters};
+use fairwatt_core::DomainKind;
 
 /// Load bins of the efficiency curve (fewer when the window is small).
 const BINS: usize = 8;
@@ -54,9 +64,15 @@ impl Efficiency {
 
     /// Quantile bins of the window's loads, each with at least [`MIN_PER_BIN`] samples.
     fn bins(loads: &[f64]) -> Self {
-        let mut v: Vec<f64> = loads.iter().copied().filter(|l| l.is_finite()).collect();
+        // Quantiles of an evenly strided sample: a day's window need not be sorted whole.
+        let n = loads.len();
+        let k = BINS.min(n / MIN_PER_BIN).max(1);
+        let stride = (n / 4096).max(1);
+        let mut v: Vec<f64> = loads.iter().step_by(stride).copied().filter(|l| l.is_finite()).collect();
         v.sort_by(f64::total_cmp);
-        let k = BINS.min(v.len() / MIN_PER_BIN).max(1);
+        if v.is_empty() {
+            return Efficiency::flat();
+        }
         let mut upper: Vec<f64> = (1..k).map(|b| v[b * v.len() / k]).collect();
         upper.dedup();
         upper.push(f64::INFINITY);
@@ -136,25 +152,81 @@ impl DomainLinear {
     }
 }
 
+/// One domain's model over per-workload-cluster features
+/// ([`crate::signature`]): each cluster's cycles, instructions, references,
+/// misses and IO have their own non-negative costs.
+#[derive(Clone, Debug)]
+pub struct ClusteredLinear {
+    /// Cluster-major: `coef[k · BASE + f]`.
+    pub model: NonNegLinear,
+    pub rmse_w: f64,
+    pub samples: usize,
+}
+
+impl ClusteredLinear {
+    fn fit(data: &DomainData, params: &NonNegLinearParams) -> Result<Option<ClusteredLinear>> {
+        let Some(p) = data.wide.first().map(|w| w.len()) else { return Ok(None) };
+        if data.wide.len() != data.y.len() || p == 0 {
+            return Ok(None);
+        }
+        let mut g = Gram::new(p);
+        for (w, y) in data.wide.iter().zip(&data.y) {
+            g.add(w, *y);
+        }
+        let model = g.solve_with_intercept(params, data.fixed_idle)?;
+        Ok(Some(ClusteredLinear { rmse_w: g.rmse(&model), samples: g.n(), model }))
+    }
+
+    fn dynamic(&self, clusters: &Clusters, row: &Row) -> f64 {
+        let k = if row[CLUSTER] >= 1.0 { Some(row[CLUSTER] as usize - 1) } else { clusters.assign(row) };
+        match k {
+            Some(k) => (0..BASE).map(|f| self.model.coef.get(k * BASE + f).copied().unwrap_or(0.0) * row[f]).sum(),
+            None => 0.0,
+        }
+    }
+}
+
+/// What a domain's linear model is: one cost per feature for all VMs, or
+/// one per workload cluster where the window holds two or more kinds of
+/// work and the per-cluster fit is no worse.
+#[derive(Clone, Debug)]
+pub enum DomainModel {
+    Shared(DomainLinear),
+    Clustered(ClusteredLinear),
+}
+
 #[derive(Debug, Clone)]
 pub struct LinearModel {
     mode: FeatureMode,
     impute: HwPerCpuSecond,
-    fits: BTreeMap<Domain, DomainLinear>,
+    fits: BTreeMap<Domain, DomainModel>,
     idle_w: BTreeMap<Domain, f64>,
+    clusters: Option<Clusters>,
 }
 
 impl LinearModel {
     pub fn fit(ts: &TrainingSet, params: &NonNegLinearParams) -> Result<LinearModel> {
         let mut fits = BTreeMap::new();
         for (d, data) in &ts.domains {
-            fits.insert(*d, DomainLinear::fit(data, ts.feature_count(*d), params)?);
+            let p = ts.feature_count(*d);
+            let shared = DomainLinear::fit(data, p, params)?;
+            let choice = match ClusteredLinear::fit(data, params)? {
+                // The per-cluster model is the more faithful one (a cost per
+                // kind of work); it gives way only where it fits the window worse.
+                Some(c) if c.rmse_w <= shared.rmse_w => DomainModel::Clustered(c),
+                _ => DomainModel::Shared(shared),
+            };
+            fits.insert(*d, choice);
         }
-        Ok(LinearModel { mode: ts.mode, impute: ts.impute, fits, idle_w: ts.idle_w.clone() })
+        Ok(LinearModel { mode: ts.mode, impute: ts.impute, fits, idle_w: ts.idle_w.clone(), clusters: ts.clusters.clone() })
     }
 
-    pub fn domain(&self, d: Domain) -> Option<&DomainLinear> {
+    pub fn domain(&self, d: Domain) -> Option<&DomainModel> {
         self.fits.get(&d)
+    }
+
+    pub fn clusters(&self) -> Option<&Clusters> {
+        self.clusters.as_ref()
     }
 }
 
@@ -171,32 +243,75 @@ impl PowerModel for LinearModel {
     fn idle_watts(&self, d: Domain) -> Option<f64> {
         self.idle_w.get(&d).copied()
     }
+    fn annotate(&self, rows: &mut [Row]) {
+        if let Some(c) = &self.clusters {
+            for r in rows {
+                r[CLUSTER] = c.assign(r).map_or(0.0, |k| (k + 1) as f64);
+            }
+        }
+    }
     fn predict_watts(&self, d: Domain, rows: &[Row]) -> Option<f64> {
-        Some(self.fits.get(&d)?.predict_row(&features::sum_rows(rows)))
+        match (self.fits.get(&d)?, &self.clusters) {
+            (DomainModel::Clustered(c), Some(cl)) => Some(c.model.intercept + rows.iter().map(|r| c.dynamic(cl, r)).sum::<f64>()),
+            (DomainModel::Shared(f), _) => Some(f.predict_row(&features::sum_rows(rows))),
+            (DomainModel::Clustered(_), None) => None,
+        }
     }
     fn vm_dynamic(&self, d: Domain, rows: &[Row], out: &mut Vec<f64>) -> Option<()> {
-        let f = self.fits.get(&d)?;
-        let g = f.efficiency.at(rows.iter().map(|r| r[LOAD]).sum());
         out.clear();
-        out.extend(rows.iter().map(|r| g * f.dynamic(r)));
+        match (self.fits.get(&d)?, &self.clusters) {
+            (DomainModel::Clustered(c), Some(cl)) => out.extend(rows.iter().map(|r| c.dynamic(cl, r))),
+            (DomainModel::Shared(f), _) => {
+                let g = f.efficiency.at(rows.iter().map(|r| r[LOAD]).sum());
+                out.extend(rows.iter().map(|r| g * f.dynamic(r)));
+            }
+            (DomainModel::Clustered(_), None) => return None,
+        }
         Some(())
     }
     fn describe(&self) -> Vec<DomainFit> {
         self.fits
             .iter()
-            .map(|(d, f)| DomainFit {
-                domain: *d,
-                features: features::names(d.kind, self.mode).iter().map(|s| s.to_string()).collect(),
-                coefficients: f.model.coef.clone(),
-                idle_w: self.idle_w.get(d).copied().unwrap_or(f.model.intercept),
-                rmse_w: f.rmse_w,
-                samples: f.samples,
-                detail: (f.efficiency.g.len() > 1).then(|| {
-                    let g: Vec<String> = f.efficiency.g.iter().map(|g| format!("{g:.3}")).collect();
-                    let up: Vec<String> = f.efficiency.upper.iter().take(f.efficiency.g.len() - 1).map(|u| format!("{u:.3}")).collect();
-                    format!("efficiency by load ({}): [{}] at bin edges [{}]", if d.kind == fairwatt_core::DomainKind::Gpu { "sm" } else { "cpu_s" }, g.join(", "), up.join(", "))
-                }),
-                idle: None,
+            .map(|(d, m)| {
+                let idle_w = self.idle_w.get(d).copied();
+                match m {
+                    DomainModel::Shared(f) => DomainFit {
+                        domain: *d,
+                        features: features::names(d.kind, self.mode).iter().map(|s| s.to_string()).collect(),
+                        coefficients: f.model.coef.clone(),
+                        idle_w: idle_w.unwrap_or(f.model.intercept),
+                        rmse_w: f.rmse_w,
+                        samples: f.samples,
+                        detail: (f.efficiency.g.len() > 1).then(|| {
+                            let g: Vec<String> = f.efficiency.g.iter().map(|g| format!("{g:.3}")).collect();
+                            let up: Vec<String> = f.efficiency.upper.iter().take(f.efficiency.g.len() - 1).map(|u| format!("{u:.3}")).collect();
+                            format!("efficiency by load ({}): [{}] at bin edges [{}]", if d.kind == DomainKind::Gpu { "sm" } else { "cpu_s" }, g.join(", "), up.join(", "))
+                        }),
+                        idle: None,
+                    },
+                    DomainModel::Clustered(c) => {
+                        let names = features::names(d.kind, self.mode);
+                        let k = c.model.coef.len() / BASE;
+                        DomainFit {
+                            domain: *d,
+                            features: (0..k).flat_map(|j| names[..BASE].iter().map(move |n| format!("w{j}.{n}"))).collect(),
+                            coefficients: c.model.coef.clone(),
+                            idle_w: idle_w.unwrap_or(c.model.intercept),
+                            rmse_w: c.rmse_w,
+                            samples: c.samples,
+                            detail: self.clusters.as_ref().map(|cl| {
+                                let cs: Vec<String> = cl
+                                    .centroids
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(j, s)| format!("w{j}: IPC {:.2}, refs/kinst {:.1}, miss ratio {:.2}, {:.1} MB IO per CPU-s", s[0].exp(), s[1].exp(), s[2], s[3].exp() - 1.0))
+                                    .collect();
+                                format!("one cost per workload cluster ({}); fits the window no worse than the shared model", cs.join("; "))
+                            }),
+                            idle: None,
+                        }
+                    }
+                }
             })
             .collect()
     }

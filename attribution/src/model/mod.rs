@@ -27,11 +27,14 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use fairwatt_core::{Domain, IntervalRecord};
+use std::collections::HashMap;
+
+use fairwatt_core::{Domain, DomainKind, IntervalRecord, VmId};
 
 use crate::error::{Error, Result};
 use crate::features::{self, FeatureMode, HwPerCpuSecond, Row};
 use crate::idle_power::{IdleEstimate, IdleSource};
+use crate::signature::{self, Clusters};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -95,6 +98,10 @@ pub trait PowerModel: Send + Sync + fmt::Debug {
     fn idle_watts(&self, d: Domain) -> Option<f64>;
     /// The domain's predicted power with these VMs (idle included).
     fn predict_watts(&self, d: Domain, rows: &[Row]) -> Option<f64>;
+    /// Fills what the model precomputes per row once per interval (the
+    /// [`features::CLUSTER`] slot), so the per-domain calls below need not
+    /// repeat it; a row left unannotated is still handled, only slower.
+    fn annotate(&self, _rows: &mut [Row]) {}
     /// Each VM's dynamic power in `d` (W), one per row, used as split
     /// weights. `None` for a domain the model never saw.
     fn vm_dynamic(&self, d: Domain, rows: &[Row], out: &mut Vec<f64>) -> Option<()>;
@@ -108,6 +115,10 @@ pub struct DomainData {
     pub y: Vec<f64>,
     /// Idle power known from elsewhere: every linear fit keeps it as its intercept.
     pub fixed_idle: Option<f64>,
+    /// Per interval, the base features summed per workload cluster
+    /// ([`TrainingSet::clusters`]); empty unless the window has two or more.
+    /// Shared by the CPU-side domains of one interval.
+    pub wide: Vec<std::sync::Arc<[f64]>>,
 }
 
 /// A non-negative linear fit of one domain, with its training error.
@@ -130,6 +141,9 @@ impl DomainData {
     }
 }
 
+/// Intervals of a window (evenly strided) whose counters make the VMs' signatures.
+const SIGNATURE_INTERVALS: usize = 3600;
+
 /// A window of intervals turned into model inputs.
 #[derive(Clone, Debug)]
 pub struct TrainingSet {
@@ -143,6 +157,8 @@ pub struct TrainingSet {
     pub idle_w: BTreeMap<Domain, f64>,
     /// The same, with where each estimate came from.
     pub idle: BTreeMap<Domain, IdleEstimate>,
+    /// Workload clusters of the window's VMs by counter signature (hardware mode only).
+    pub clusters: Option<Clusters>,
 }
 
 impl TrainingSet {
@@ -156,7 +172,11 @@ impl TrainingSet {
     ) -> Result<TrainingSet> {
         let (mut hw, mut busy) = (0usize, 0usize);
         let (mut sums, mut cpu) = ([0.0f64; 4], 0.0f64);
-        for r in window.clone() {
+        let mut per_vm: HashMap<&VmId, Row> = HashMap::new();
+        // Signatures are ratios of window totals: every few intervals of a
+        // long window give the same ratios at a fraction of the cost.
+        let stride = (window.clone().into_iter().count() / SIGNATURE_INTERVALS).max(1);
+        for (n, r) in window.clone().into_iter().enumerate() {
             if r.vms.iter().any(|v| v.features.cpu_time_us > 0) {
                 busy += 1;
                 hw += usize::from(FeatureMode::of(r) == FeatureMode::Hardware);
@@ -169,14 +189,40 @@ impl TrainingSet {
                     sums[2] += rf as f64 / 1e6;
                     sums[3] += m as f64 / 1e6;
                     cpu += f.cpu_time_us as f64 / 1e6;
+                    if n % stride != 0 {
+                        continue;
+                    }
+                    let t = per_vm.entry(&v.vm).or_insert([0.0; features::MAX_FEATURES]);
+                    let io = f.io_read_bytes.unwrap_or(0) + f.io_write_bytes.unwrap_or(0);
+                    for (k, x) in [c as f64 / 1e9, i as f64 / 1e9, rf as f64 / 1e6, m as f64 / 1e6, io as f64 / 1e6].into_iter().enumerate() {
+                        t[k] += x;
+                    }
+                    t[features::LOAD] += f.cpu_time_us as f64 / 1e6;
                 }
             }
         }
         // Hardware only when nearly every busy interval has the counters.
         let mode = mode.unwrap_or(if busy > 0 && hw * 10 >= busy * 9 { FeatureMode::Hardware } else { FeatureMode::Software });
         let impute = if cpu > 0.0 { sums.map(|s| s / cpu) } else { [0.0; 4] };
-        let mut ts = TrainingSet { mode, impute, domains: BTreeMap::new(), first_seq: u64::MAX, last_seq: 0, intervals: 0, idle_w: BTreeMap::new(), idle: BTreeMap::new() };
-        let (mut cpu, mut gpu) = (Vec::new(), Vec::new());
+        // Totals have the same ratios as rates, so a VM's window totals give its signature.
+        let clusters = (mode == FeatureMode::Hardware)
+            .then(|| {
+                let pts: Vec<_> = per_vm.values().filter(|t| t[features::LOAD] >= signature::MIN_CPU_S).filter_map(|t| Some((signature::signature(t)?, t[features::LOAD]))).collect();
+                Clusters::fit(&pts)
+            })
+            .filter(|c| c.len() >= 2);
+        let mut ts = TrainingSet {
+            mode,
+            impute,
+            domains: BTreeMap::new(),
+            first_seq: u64::MAX,
+            last_seq: 0,
+            intervals: 0,
+            idle_w: BTreeMap::new(),
+            idle: BTreeMap::new(),
+            clusters,
+        };
+        let (mut cpu, mut gpu, mut wide) = (Vec::new(), Vec::new(), Vec::new());
         for r in window {
             ts.first_seq = ts.first_seq.min(r.seq);
             ts.last_seq = ts.last_seq.max(r.seq);
@@ -186,11 +232,20 @@ impl TrainingSet {
                 continue;
             }
             features::cpu_rows(r, mode, &impute, &mut cpu);
+            let shared: Option<std::sync::Arc<[f64]>> = ts.clusters.as_ref().map(|c| {
+                c.wide(&cpu, &mut wide);
+                wide.as_slice().into()
+            });
+            // Every CPU-side domain reads the same rows: sum them once.
+            let cpu_sum = features::sum_rows(&cpu);
             for (d, e) in &r.domains {
-                let rows = features::domain_rows(r, *d, mode, &impute, &cpu, &mut gpu);
+                let sum = if d.kind == DomainKind::Gpu { features::sum_rows(features::domain_rows(r, *d, mode, &impute, &cpu, &mut gpu)) } else { cpu_sum };
                 let data = ts.domains.entry(*d).or_default();
-                data.x.push(features::sum_rows(rows));
+                data.x.push(sum);
                 data.y.push(e.energy_uj.as_uj() as f64 / 1e6 / dt);
+                if let Some(w) = shared.as_ref().filter(|_| d.kind != DomainKind::Gpu) {
+                    data.wide.push(w.clone());
+                }
             }
         }
         if ts.intervals == 0 {
