@@ -164,8 +164,7 @@ pub fn run(a: AttributeArgs) -> anyhow::Result<()> {
             }
             Ok(())
         };
-        loop {
-            let Some(item) = reader.next() else { break };
+        while let Some(item) = reader.next() {
             for r in reader.take_repairs() {
                 eprintln!("{}: {r}", path.display());
             }

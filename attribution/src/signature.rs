@@ -80,9 +80,7 @@ impl Clusters {
             let mut acc = vec![([0.0; SIG], 0.0); centroids.len()];
             for (s, w) in &pts {
                 let k = nearest(&centroids, s);
-                for d in 0..SIG {
-                    acc[k].0[d] += w * s[d];
-                }
+                acc[k].0.iter_mut().zip(s).for_each(|(a, x)| *a += w * x);
                 acc[k].1 += w;
             }
             centroids = acc.into_iter().filter(|(_, w)| *w > 0.0).map(|(s, w)| s.map(|x| x / w)).collect();

@@ -523,3 +523,17 @@ fn passed_through_nics_and_drives_are_not_gpus() {
     std::fs::write(h.sys_dir().join("bus/pci/devices/0000:00:02.0/class"), "garbage").unwrap();
     assert_eq!(fairwatt_collector::discovery::pci_is_gpu(&h.sys_dir(), "0000:00:02.0"), None);
 }
+
+proptest::proptest! {
+    #[test]
+    fn pci_class_files_of_any_content_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), class in 0u32..0x100_0000) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("bus/pci/devices/0000:01:00.0");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("class"), &bytes).unwrap();
+        let _ = fairwatt_collector::discovery::pci_is_gpu(dir.path(), "0000:01:00.0");
+        std::fs::write(d.join("class"), format!("{class:#08x}\n")).unwrap();
+        let gpu = fairwatt_collector::discovery::pci_is_gpu(dir.path(), "0000:01:00.0");
+        proptest::prop_assert_eq!(gpu, Some(matches!(class >> 16, 0x03 | 0x12)));
+    }
+}

@@ -93,7 +93,7 @@ impl<V> FromIterator<(Domain, V)> for DomainMap<V> {
     fn from_iter<I: IntoIterator<Item = (Domain, V)>>(it: I) -> Self {
         let mut v: Vec<(Domain, V)> = it.into_iter().collect();
         // Stable, so among equal domains the order of arrival is kept and the last is found last.
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by_key(|a| a.0);
         let mut out: Vec<(Domain, V)> = Vec::with_capacity(v.len());
         for (d, x) in v {
             match out.last_mut() {
