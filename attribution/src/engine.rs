@@ -279,7 +279,7 @@ impl Attributor {
     /// Every domain the current model extrapolated now has a configured or observed idle power.
     fn idle_now_known(&self) -> bool {
         self.idle.quiet_intervals() >= self.cfg.min_quiet as u64
-            && self.window.back().is_some_and(|r| r.domains.keys().all(|d| self.cfg.idle_watts.contains_key(d) || self.idle.estimate(*d, self.cfg.min_quiet).is_some()))
+            && self.window.back().is_some_and(|r| r.domains.keys().all(|d| self.cfg.idle_watts.contains_key(d) || self.idle.observations(*d) >= self.cfg.min_quiet.max(1)))
     }
 
     fn refit(&mut self, reason: String) -> Result<ModelVersion> {

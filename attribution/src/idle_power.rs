@@ -97,6 +97,11 @@ impl IdleTracker {
         self.quiet
     }
 
+    /// Quiet intervals kept for `d` (at most [`Self::KEEP`]).
+    pub fn observations(&self, d: Domain) -> usize {
+        self.obs.get(&d).map_or(0, VecDeque::len)
+    }
+
     /// The observed idle power of `d`, given at least `min_quiet` observations.
     pub fn estimate(&self, d: Domain, min_quiet: usize) -> Option<IdleEstimate> {
         let q = self.obs.get(&d)?;
