@@ -79,7 +79,7 @@ fn bad_arguments_are_refused_clearly() {
 fn demo_shows_the_cpu_split_error_per_class() {
     let dir = tempfile::tempdir().unwrap();
     let o = fairwatt()
-        .args(["demo", "--hosts", "2", "--hours", "0.5", "--interval", "30", "--dir"])
+        .args(["demo", "--hosts", "2", "--hours", "3", "--interval", "30", "--dir"])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -90,4 +90,9 @@ fn demo_shows_the_cpu_split_error_per_class() {
     }
     assert!(out.contains("rapl-powercap"), "the demo reports this machine's sensors:\n{out}");
     assert_eq!(trace_io::files(&dir.path().join("trace")).unwrap().len(), 2);
+    // Step 4: both methods scored against the truth, linear the better.
+    let line = out.lines().find(|l| l.contains("per-VM error over VM-hours")).unwrap_or_else(|| panic!("no attribution score:\n{out}"));
+    let nums: Vec<f64> = line.split(|c: char| !(c.is_ascii_digit() || c == '.')).filter_map(|t| t.parse().ok()).collect();
+    assert!(nums.len() >= 2 && nums[1] < nums[0], "linear should beat CPU time: {line}");
+    assert!(out.contains("every interval conserved exactly"), "{out}");
 }
