@@ -7,6 +7,7 @@ mod attribute;
 mod attribution_eval;
 mod bench;
 mod demo;
+mod serve;
 mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,13 @@ enum Command {
         #[command(subcommand)]
         command: AttributionCommand,
     },
+    /// Run the billing API (ingest for agents; more endpoints with issue 4).
+    Serve(serve::ServeArgs),
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: serve::KeysCommand,
+    },
     /// Write a simulated fleet's trace (with ground truth) to a directory.
     Simulate(simulate::SimulateArgs),
     /// Run the main job on a simulated fleet and print what it measured.
@@ -56,6 +64,8 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(a) => agent::run(a),
         Command::Attribute(a) => attribute::run(a),
         Command::Attribution { command: AttributionCommand::Eval(a) } => attribution_eval::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Keys { command } => serve::keys(command),
         Command::Simulate(a) => simulate::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),

@@ -1,6 +1,24 @@
 //! fairwatt-billing-api: the service agents ship to and tenants, finance and
-//! the placement engine talk to.
+//! the placement engine talk to (actix-web over sqlx, on SQLite embedded or
+//! PostgreSQL in production).
 //!
-//! Planned (issue 4): idempotent ingest of trace-format batches, the energy
-//! ledger, invoices with energy, carbon and money, FOCUS export and role-based
-//! access, on SQLite (embedded) and PostgreSQL (production).
+//! - [`db`]: the store: one `AnyPool`, migrations per backend.
+//! - [`auth`]: API keys (stored hashed) and roles; deny by default.
+//! - [`ingest`]: `POST /v1/ingest`, idempotent by batch id, each host
+//!   interval stored once.
+//! - [`app`]: the HTTP server and its routes (`/healthz`, `/readyz`).
+//! - [`error`]: the crate's error enum and its HTTP statuses.
+//!
+//! Still to come (issue 4): the attribution worker and ledger, registry,
+//! carbon, invoices, finance queries, FOCUS export, OpenAPI.
+
+pub mod app;
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod ingest;
+
+pub use app::{AppState, serve};
+pub use auth::{ApiKey, Principal, Role};
+pub use db::Db;
+pub use error::{ApiError, Result};

@@ -1,0 +1,72 @@
+//! The store: an `AnyPool` over SQLite (`sqlite://PATH`, created when
+//! missing) or PostgreSQL (`postgres://…`), with the migrations of
+//! `migrations/sqlite` or `migrations/postgres` embedded and run at connect.
+//! Queries are written once with `$N` placeholders, which both drivers take.
+
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+use crate::error::{ApiError, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Db {
+    /// Connects and migrates. A SQLite URL without `mode=` opens read-write
+    /// and creates the file.
+    pub async fn connect(url: &str) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let url = if rest.contains("mode=") { url.to_string() } else { format!("{url}{}mode=rwc", if rest.contains('?') { "&" } else { "?" }) };
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(ApiError::Config(format!("database URL {url:?}: expected sqlite://PATH or postgres://…")));
+        };
+        // SQLite serialises writers; one connection avoids "database is locked".
+        let max = if backend == Backend::Sqlite { 1 } else { 16 };
+        let mut opts = AnyPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(5));
+        if backend == Backend::Sqlite {
+            // Per connection: SQLite checks foreign keys only when asked.
+            opts = opts.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(conn, "PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts.connect(&url).await?;
+        let db = Db { pool, backend };
+        match backend {
+            Backend::Sqlite => SQLITE.run(&db.pool).await?,
+            Backend::Postgres => POSTGRES.run(&db.pool).await?,
+        }
+        Ok(db)
+    }
+
+    /// True when the store answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}

@@ -1,0 +1,67 @@
+//! `fairwatt serve` (the billing API) and `fairwatt keys create`.
+
+use std::net::TcpListener;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use fairwatt_billing_api::{Db, Role, auth, serve};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// `sqlite://PATH` (created when missing) or `postgres://USER:PASS@HOST/DB`.
+    #[arg(long, env = "FAIRWATT_DATABASE", default_value = "sqlite://fairwatt-data/fairwatt.db")]
+    database: String,
+    #[arg(long, env = "FAIRWATT_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create an API key; its secret is printed once and stored only as a hash.
+    Create(KeyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    /// tenant, finance, ops, placement or collector.
+    #[arg(long)]
+    role: String,
+    /// The tenant a tenant key may see (tenant keys only).
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long, env = "FAIRWATT_DATABASE", default_value = "sqlite://fairwatt-data/fairwatt.db")]
+    database: String,
+}
+
+fn sqlite_dir(url: &str) -> anyhow::Result<()> {
+    if let Some(path) = url.strip_prefix("sqlite://").map(|p| p.split('?').next().unwrap_or(p))
+        && let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+pub fn run(a: ServeArgs) -> anyhow::Result<()> {
+    sqlite_dir(&a.database)?;
+    actix_web::rt::System::new().block_on(async move {
+        let db = Db::connect(&a.database).await.with_context(|| format!("opening {}", a.database))?;
+        let listener = TcpListener::bind(&a.listen).with_context(|| format!("listening on {}", a.listen))?;
+        eprintln!("fairwatt serve: {} on http://{} ({:?} store)", a.database, listener.local_addr()?, db.backend);
+        serve(listener, db)?.await.context("the server stopped")
+    })
+}
+
+pub fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
+    let KeysCommand::Create(a) = cmd;
+    let role: Role = a.role.parse()?;
+    sqlite_dir(&a.database)?;
+    actix_web::rt::System::new().block_on(async move {
+        let db = Db::connect(&a.database).await.with_context(|| format!("opening {}", a.database))?;
+        let k = auth::create_key(&db, role, a.tenant.as_deref()).await?;
+        println!("{}", k.secret);
+        eprintln!("created key {} ({}{}); the secret above is not shown again", k.id, k.role, k.tenant.map(|t| format!(", tenant {t}")).unwrap_or_default());
+        Ok(())
+    })
+}
