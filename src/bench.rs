@@ -42,6 +42,8 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 24.0)]
         hours: f64,
     },
+    /// Billing API ingest on loopback: batches of simulated records posted by concurrent clients.
+    Ingest(crate::bench_ingest::IngestBenchArgs),
     /// Simulator speed: intervals of one host with N VMs.
     Sim {
         #[arg(long, default_value_t = 50)]
@@ -57,6 +59,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Agent { vms, ticks, real, reopen, child: false } => agent_parent(&vms, ticks, real, reopen),
         BenchWhat::Sim { vms, hours } => sim(vms, hours),
         BenchWhat::Attribution { vms, hours } => attribution(vms, hours),
+        BenchWhat::Ingest(a) => crate::bench_ingest::run(a),
     }
 }
 
@@ -227,7 +230,7 @@ fn agent_child(n: usize, ticks: u64, real: bool, reopen: bool) -> anyhow::Result
     Ok(())
 }
 
-fn sim_host(vms: usize) -> anyhow::Result<fairwatt_collector::sim::SimHost> {
+pub fn sim_host(vms: usize) -> anyhow::Result<fairwatt_collector::sim::SimHost> {
     use fairwatt_collector::sim::{self, SimHost};
     use fairwatt_core::Micros;
     let mut sc = sim::scenario("mixed", 1, 7, crate::simulate::start_of_today())?;

@@ -6,6 +6,7 @@ mod agent;
 mod attribute;
 mod attribution_eval;
 mod bench;
+mod bench_ingest;
 mod demo;
 mod serve;
 mod simulate;

@@ -1,0 +1,152 @@
+//! `fairwatt bench ingest`: a load generator on loopback against the real
+//! billing API. The server runs in this process on port 0 over the given
+//! store(s); client threads post pre-built batches of simulated agent
+//! records (ground truth stripped) over HTTP and wait for each answer.
+//! Reports VM-intervals stored per second of wall time and batch latency,
+//! one store after another in the same run.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use fairwatt_billing_api::{Db, Role, auth, serve};
+
+#[derive(Args, Debug)]
+pub struct IngestBenchArgs {
+    /// Stores to measure: `sqlite` (a fresh file in a temporary directory)
+    /// or `postgres://…` (tables must be empty: use a fresh database).
+    #[arg(long, value_delimiter = ',', default_value = "sqlite")]
+    database: Vec<String>,
+    /// VMs per simulated host record.
+    #[arg(long, default_value_t = 100)]
+    vms: usize,
+    /// Host intervals to send in all.
+    #[arg(long, default_value_t = 3_000)]
+    intervals: usize,
+    /// Intervals per batch.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+}
+
+fn post(addr: std::net::SocketAddr, key: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(s, "POST /v1/ingest HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len())?;
+    s.write_all(body)?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+}
+
+pub fn run(a: IngestBenchArgs) -> anyhow::Result<()> {
+    if a.batch == 0 || a.clients == 0 || a.intervals == 0 {
+        bail!("--batch, --clients and --intervals must be positive");
+    }
+    // Records as an agent sends them: hosts of `vms` VMs, 1 s intervals ending now.
+    let mut host = crate::bench::sim_host(a.vms)?;
+    let hosts = a.intervals.div_ceil(3_600).max(1);
+    let mut records = Vec::with_capacity(a.intervals);
+    while records.len() < a.intervals {
+        let mut r = host.step();
+        r.truth = None;
+        r.vms.iter_mut().for_each(|v| v.truth = None);
+        records.push(r);
+    }
+    // Shift to recent time and spread over hosts so sequence numbers stay unique per host.
+    let now = fairwatt_core::Timestamp::from_micros(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64)
+        .context("the clock")?;
+    let offset = now.as_micros() - records.last().map_or(0, |r| r.end.as_micros());
+    for (i, r) in records.iter_mut().enumerate() {
+        r.start = fairwatt_core::Timestamp::from_micros(r.start.as_micros() + offset).context("a timestamp out of range")?;
+        r.end = fairwatt_core::Timestamp::from_micros(r.end.as_micros() + offset).context("a timestamp out of range")?;
+        r.host = fairwatt_core::HostId::new(format!("bench-{:02}", i % hosts))?;
+    }
+    let vm_intervals: usize = records.iter().map(|r| r.vms.len()).sum();
+    let batches: Vec<Vec<u8>> = records
+        .chunks(a.batch)
+        .enumerate()
+        .map(|(i, c)| serde_json::to_vec(&serde_json::json!({ "batch_id": format!("bench-{i}"), "records": c })))
+        .collect::<Result<_, _>>()?;
+    let mb = batches.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
+    println!(
+        "{} intervals of {} VMs ({vm_intervals} VM-intervals) in {} batches of {} ({mb:.1} MB of JSON), {} clients",
+        records.len(),
+        a.vms,
+        batches.len(),
+        a.batch,
+        a.clients
+    );
+    println!("{:<12} {:>10} {:>16} {:>14} {:>12} {:>12}", "store", "wall s", "VM-intervals/s", "intervals/s", "batch p50", "batch p99");
+    for url in &a.database {
+        let dir = tempfile::tempdir()?;
+        let url = if url == "sqlite" { format!("sqlite://{}", dir.path().join("bench.db").display()) } else { url.clone() };
+        let (addr, key) = start_server(&url)?;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let t0 = Instant::now();
+        let lat: Vec<anyhow::Result<Vec<f64>>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..a.clients)
+                .map(|_| {
+                    s.spawn(|| -> anyhow::Result<Vec<f64>> {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(b) = batches.get(i) else { return Ok(out) };
+                            let t = Instant::now();
+                            let (code, body) = post(addr, &key, b)?;
+                            if code != 200 {
+                                bail!("batch {i}: HTTP {code}: {body}");
+                            }
+                            out.push(t.elapsed().as_secs_f64() * 1e3);
+                        }
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a client panicked")))).collect()
+        });
+        let wall = t0.elapsed().as_secs_f64();
+        let mut ms: Vec<f64> = Vec::new();
+        for l in lat {
+            ms.extend(l?);
+        }
+        ms.sort_by(f64::total_cmp);
+        let q = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+        let store = if url.starts_with("sqlite") { "sqlite" } else { "postgres" };
+        println!(
+            "{store:<12} {wall:>10.2} {:>16.0} {:>14.0} {:>9.1} ms {:>9.1} ms",
+            vm_intervals as f64 / wall,
+            records.len() as f64 / wall,
+            q(0.5),
+            q(0.99)
+        );
+    }
+    Ok(())
+}
+
+/// The API on 127.0.0.1:0 in a thread of its own, with a collector key.
+fn start_server(url: &str) -> anyhow::Result<(std::net::SocketAddr, String)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let ready = tx.clone();
+        let r = actix_web::rt::System::new().block_on(async move {
+            let db = Db::connect(&url).await?;
+            let key = auth::create_key(&db, Role::Collector, None).await?;
+            let listener = TcpListener::bind("127.0.0.1:0")?;
+            let addr = listener.local_addr()?;
+            let server = serve(listener, db)?;
+            let _ = ready.send(Ok((addr, key.secret)));
+            server.await?;
+            anyhow::Ok(())
+        });
+        if let Err(e) = r {
+            let _ = tx.send(Err(e));
+        }
+    });
+    rx.recv().context("the server thread ended")?
+}
