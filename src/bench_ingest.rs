@@ -17,7 +17,8 @@ use fairwatt_billing_api::{Db, Role, auth, serve};
 #[derive(Args, Debug)]
 pub struct IngestBenchArgs {
     /// Stores to measure: `sqlite` (a fresh file in a temporary directory)
-    /// or `postgres://…` (tables must be empty: use a fresh database).
+    /// or `postgres://USER:PASS@HOST/DB` (a fresh database is created on
+    /// that server for the run and dropped after it).
     #[arg(long, value_delimiter = ',', default_value = "sqlite")]
     database: Vec<String>,
     /// VMs per simulated host record.
@@ -85,7 +86,12 @@ pub fn run(a: IngestBenchArgs) -> anyhow::Result<()> {
     println!("{:<12} {:>10} {:>16} {:>14} {:>12} {:>12}", "store", "wall s", "VM-intervals/s", "intervals/s", "batch p50", "batch p99");
     for url in &a.database {
         let dir = tempfile::tempdir()?;
-        let url = if url == "sqlite" { format!("sqlite://{}", dir.path().join("bench.db").display()) } else { url.clone() };
+        let fresh = if url.starts_with("postgres") { Some(FreshPg::create(url)?) } else { None };
+        let url = match (&fresh, url.as_str()) {
+            (Some(f), _) => f.url.clone(),
+            (None, "sqlite") => format!("sqlite://{}", dir.path().join("bench.db").display()),
+            (None, u) => u.to_string(),
+        };
         let (addr, key) = start_server(&url)?;
         let next = std::sync::atomic::AtomicUsize::new(0);
         let t0 = Instant::now();
@@ -126,6 +132,41 @@ pub fn run(a: IngestBenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A database of its own on a PostgreSQL server, dropped when done.
+struct FreshPg {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl FreshPg {
+    fn create(admin: &str) -> anyhow::Result<FreshPg> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
+        let name = format!("fw_bench_{}_{nanos}", std::process::id());
+        let (base, _) = admin.rsplit_once('/').context("a postgres URL ends in /DATABASE")?;
+        Self::exec(admin, &format!("CREATE DATABASE {name}"))?;
+        Ok(FreshPg { admin: admin.to_string(), url: format!("{base}/{name}"), name })
+    }
+
+    fn exec(url: &str, sql: &str) -> anyhow::Result<()> {
+        let (url, sql) = (url.to_string(), sql.to_string());
+        actix_web::rt::System::new().block_on(async move {
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&url).await?;
+            // The statement names a database this code made from digits.
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await?;
+            pool.close().await;
+            anyhow::Ok(())
+        })
+    }
+}
+
+impl Drop for FreshPg {
+    fn drop(&mut self) {
+        let _ = Self::exec(&self.admin, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
 }
 
 /// The API on 127.0.0.1:0 in a thread of its own, with a collector key.
