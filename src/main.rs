@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the host agent: sample energy and per-VM features every interval.
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// Attribute a trace's measured energy to its VMs (ratio, linear or forest).
     Attribute(attribute::AttributeArgs),
     /// Attribution tools: `eval` scores every method against simulated ground truth.
@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Agent(a) => agent::run(a),
+        Command::Agent(a) => agent::run(*a),
         Command::Attribute(a) => attribute::run(a),
         Command::Attribution { command: AttributionCommand::Eval(a) } => attribution_eval::run(a),
         Command::Serve(a) => serve::run(a),

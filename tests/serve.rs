@@ -72,3 +72,99 @@ fn keys_serve_ingest_and_a_restart_keep_every_interval_once() {
     let (code, _) = post(&s.1, "fw_nope", &body("b-3", 5..6));
     assert_eq!(code, 401);
 }
+
+/// Runs the agent on the simulated host for `count` intervals, shipping to `server`.
+fn agent(spool: &std::path::Path, record: &std::path::Path, server: &str, key: &str, count: u64) -> String {
+    let o = fairwatt()
+        .args(["agent", "--simulate", "mixed", "--fast", "--no-metrics", "--count", &count.to_string(), "--ship-batch", "40"])
+        .arg("--spool")
+        .arg(spool)
+        .arg("--record")
+        .arg(record)
+        .args(["--server", server, "--key", key])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{err}");
+    err
+}
+
+fn trace_energy(path: &std::path::Path) -> (u64, u64) {
+    let mut n = 0;
+    let mut e = 0;
+    for r in fairwatt_collector::trace_io::open(path).unwrap() {
+        let r = r.unwrap();
+        n += 1;
+        e += r.domains.values().map(|d| d.energy_uj.as_uj()).sum::<u64>();
+    }
+    (n, e)
+}
+
+#[test]
+fn the_agent_ships_its_spool_and_a_server_down_for_a_while_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("fairwatt.db").display());
+    let o = fairwatt().args(["keys", "create", "--role", "collector", "--database", &db]).output().unwrap();
+    let key = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    // A port with nothing on it yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = format!("http://127.0.0.1:{port}");
+    let spool = dir.path().join("spool");
+
+    // The server is down: everything stays in the spool.
+    let err = agent(&spool, &dir.path().join("run1.jsonl"), &server, &key, 100);
+    assert!(err.contains("shipped 0 intervals, 100 still in the spool"), "{err}");
+
+    // Up again: the backlog and the new intervals go out, each once.
+    let mut child = fairwatt().args(["serve", "--database", &db, "--listen", &format!("127.0.0.1:{port}")]).stderr(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    let _server = Server(child, line);
+    let err = agent(&spool, &dir.path().join("run2.jsonl"), &server, &key, 50);
+    assert!(err.contains("shipped 150 intervals, 0 still in the spool"), "{err}");
+    // Nothing new: a third run ships only its own intervals.
+    let err = agent(&spool, &dir.path().join("run3.jsonl"), &server, &key, 5);
+    assert!(err.contains("shipped 5 intervals, 0 still in the spool"), "{err}");
+
+    let (mut n, mut e) = (0, 0);
+    for run in ["run1.jsonl", "run2.jsonl", "run3.jsonl"] {
+        let (rn, re) = trace_energy(&dir.path().join(run));
+        n += rn;
+        e += re;
+    }
+    assert_eq!(n, 155);
+    let stored = actix_web::rt::System::new().block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&format!("{db}?mode=ro")).await.unwrap();
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM intervals").fetch_one(&pool).await.unwrap();
+        let (energy,): (i64,) = sqlx::query_as("SELECT CAST(SUM(energy_uj) AS BIGINT) FROM interval_energy").fetch_one(&pool).await.unwrap();
+        (count, energy)
+    });
+    // Every interval the agent measured is stored once, with exactly its energy.
+    assert_eq!(stored, (155, e as i64));
+}
+
+#[test]
+fn a_record_the_server_refuses_is_set_aside_not_lost_and_does_not_block_the_rest() {
+    use fairwatt_collector::spool::{Spool, SpoolConfig};
+    use fairwatt_core::{Domain, DomainEnergy, Energy, HostId, IntervalRecord, Micros, Timestamp};
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("fairwatt.db").display());
+    let o = fairwatt().args(["keys", "create", "--role", "collector", "--database", &db]).output().unwrap();
+    let key = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let s = start(&db);
+    // A spooled interval stamped two days ahead (a clock that jumped): the server refuses it.
+    let spool = dir.path().join("spool");
+    {
+        let mut sp = Spool::open(SpoolConfig::new(&spool)).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+        let start = Timestamp::from_micros(now + 2 * 86_400_000_000).unwrap();
+        let domains = [(Domain::package(0), DomainEnergy::ok(Energy::from_uj(5)))].into_iter().collect();
+        sp.append(&IntervalRecord { host: HostId::new("sim-mixed-00").unwrap(), seq: 0, start, end: start.plus(Micros::from_secs(1)), domains, vms: Vec::new(), truth: None }).unwrap();
+    }
+    let err = agent(&spool, &dir.path().join("run.jsonl"), &format!("http://{}", s.1), &key, 6);
+    assert!(err.contains("shipped 6 intervals, 0 still in the spool"), "{err}");
+    let rejected = std::fs::read_to_string(spool.join("rejected.jsonl")).unwrap();
+    assert_eq!(rejected.lines().count(), 1, "{rejected}");
+    assert!(rejected.contains("in the future") && rejected.contains("\"seq\":0"), "{rejected}");
+}

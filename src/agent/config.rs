@@ -77,6 +77,15 @@ pub struct AgentArgs {
     /// With --simulate: produce intervals as fast as possible instead of in real time.
     #[arg(long)]
     pub fast: bool,
+    /// Ship the spool to the billing API at http://HOST:PORT (needs --spool and --key).
+    #[arg(long, env = "FAIRWATT_SERVER")]
+    pub server: Option<String>,
+    /// The collector API key for --server.
+    #[arg(long, env = "FAIRWATT_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Intervals per shipped batch.
+    #[arg(long, default_value_t = 300)]
+    pub ship_batch: usize,
 }
 
 /// The file form: every field optional, names as in the flags with `_`.
@@ -94,6 +103,7 @@ pub struct FileConfig {
     pub spool: Option<PathBuf>,
     pub spool_max_mb: Option<u64>,
     pub listen: Option<String>,
+    pub server: Option<String>,
 }
 
 /// Everything resolved to a value.
@@ -109,6 +119,7 @@ pub struct AgentConfig {
     pub spool: Option<PathBuf>,
     pub spool_max_mb: u64,
     pub listen: Option<String>,
+    pub server: Option<String>,
 }
 
 fn hostname(procfs_root: &Path) -> String {
@@ -160,6 +171,7 @@ impl AgentArgs {
             mapping: self.mapping.clone().or(file.mapping),
             spool,
             spool_max_mb: self.spool_max_mb.or(file.spool_max_mb).unwrap_or(256),
+            server: self.server.clone().or(file.server),
             listen: if self.no_metrics || self.once {
                 None
             } else {

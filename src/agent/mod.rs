@@ -1,11 +1,12 @@
 //! `fairwatt agent`: samples the host every interval, keeps the samples in
-//! the crash-safe spool, optionally records a trace, and serves Prometheus
-//! metrics. A sensor that is missing or failing is reported and the rest keep
+//! the crash-safe spool, ships them to the billing API when given a server,
+//! optionally records a trace, and serves Prometheus metrics. A sensor that is missing or failing is reported and the rest keep
 //! sampling.
 
 mod config;
 pub mod metrics;
 mod server;
+mod ship;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,6 +99,15 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let mut shipper = match (&cfg.server, &cfg.spool) {
+        (Some(server), Some(dir)) => {
+            let sh = ship::Shipper::new(server, args.key.as_deref().unwrap_or(""), args.ship_batch, dir)?;
+            eprintln!("  server         {server} (ships the spool, {} intervals per batch)", args.ship_batch.max(1));
+            Some(sh)
+        }
+        (Some(_), None) => anyhow::bail!("--server ships the spool: it cannot be used with --no-spool"),
+        _ => None,
+    };
     let mut next_seq = spool.as_ref().and_then(|s| s.last_seq()).map_or(0, |s| s + 1);
     let mut previous_state: Option<Vec<u8>> = None;
     if let Some(saved) = spool.as_ref().and_then(|s| s.load_state()) {
@@ -171,11 +181,19 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             w.write(&rec)?;
             w.flush()?;
         }
+        if let (Some(sh), Some(s)) = (shipper.as_mut(), spool.as_mut()) {
+            sh.tick(s);
+        }
         metrics.observe(&rec, &sampled.errors, t0.elapsed().as_secs_f64(), spool.as_ref().map(|s| s.stats()));
         if let Ok(mut s) = sensors.write() {
             *s = source.status();
         }
         done += 1;
+    }
+    if let (Some(sh), Some(s)) = (shipper.as_mut(), spool.as_mut()) {
+        // A last try, bounded: what does not go out now waits in the spool.
+        sh.drain(s, Duration::from_secs(10));
+        eprintln!("fairwatt agent: shipped {} intervals, {} still in the spool", sh.shipped, s.stats().pending_records);
     }
     if let Some((handle, thread)) = server {
         actix_web::rt::System::new().block_on(handle.stop(true));
