@@ -111,12 +111,24 @@ pub async fn store(state: &AppState, key_id: &str, batch: &Batch) -> Result<Inge
     if let Some(prev) = previous(&mut tx, &batch.batch_id).await? {
         return Ok(prev);
     }
-    sqlx::query("INSERT INTO ingest_batches (batch_id, key_id, received_us, intervals, duplicates, energy_uj) VALUES ($1, $2, $3, 0, 0, 0)")
+    let claimed = sqlx::query("INSERT INTO ingest_batches (batch_id, key_id, received_us, intervals, duplicates, energy_uj) VALUES ($1, $2, $3, 0, 0, 0)")
         .bind(&batch.batch_id)
         .bind(key_id)
         .bind(now_us())
         .execute(&mut *tx)
-        .await?;
+        .await;
+    match claimed {
+        Ok(_) => {}
+        // A concurrent request claimed the id between our check and insert
+        // (PostgreSQL waits for it to commit, then reports the conflict):
+        // its result stands.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            drop(tx);
+            let mut conn = state.db.pool.acquire().await?;
+            return previous(&mut conn, &batch.batch_id).await?.ok_or_else(|| ApiError::Unavailable(format!("batch {} was claimed by a request that did not finish; send it again", batch.batch_id)));
+        }
+        Err(e) => return Err(e.into()),
+    }
     let (mut accepted, mut duplicates, mut energy) = (0u64, 0u64, 0u64);
     for r in &batch.records {
         let record = serde_json::to_string(r).map_err(|e| ApiError::BadRequest(format!("record {}: {e}", r.seq)))?;

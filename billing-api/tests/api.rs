@@ -201,3 +201,23 @@ async fn a_database_that_goes_away_is_a_503() {
     let (s, _) = http(&app, "POST", "/v1/ingest", Some(&k.secret), &batch("b-1", &[record("h1", 0, 1)])).await;
     assert_eq!(s, 503);
 }
+
+#[tokio::test]
+async fn the_same_batch_sent_concurrently_is_stored_once() {
+    let app = spawn_app().await;
+    let k = create_key(&app.db, Role::Collector, None).await.unwrap();
+    let recs: Vec<_> = (0..50).map(|s| record("h1", s, 10 + s)).collect();
+    let body = batch("b-race", &recs);
+    let send = || http(&app, "POST", "/v1/ingest", Some(&k.secret), &body);
+    // Polled together on one task: six requests in flight at once.
+    let (a, b, c, d, e, f) = tokio::join!(send(), send(), send(), send(), send(), send());
+    let answers = [a, b, c, d, e, f];
+    for (s, b) in &answers {
+        assert_eq!(*s, 200, "{b}");
+        let r: serde_json::Value = serde_json::from_str(b).unwrap();
+        assert_eq!(r["accepted"].as_u64(), Some(50), "{b}");
+    }
+    assert_eq!(answers.iter().filter(|(_, b)| b.contains("\"replay\":false")).count(), 1, "exactly one request stored the batch: {answers:?}");
+    assert_eq!(count(&app.db, "SELECT COUNT(*) FROM intervals").await, 50);
+    assert_eq!(count(&app.db, "SELECT COUNT(*) FROM ingest_batches").await, 1);
+}
