@@ -1,5 +1,8 @@
 //! Shipping the spool to the billing API (`--server http://HOST:PORT`,
-//! `--key`): the oldest unacknowledged intervals go out as one batch;
+//! `--key`): every [`SHIP_EVERY`] (every tick while a backlog of a full
+//! batch or more waits), the oldest unacknowledged intervals go out as one
+//! batch — reading the spool costs a segment's parse, too much for every
+//! tick;
 //! only a 200 whose answer names the batch acknowledges them in the spool,
 //! so a server that is down, restarting or unreachable loses nothing — the
 //! spool keeps them (bounded, see the spool's policy) and the shipper tries
@@ -33,8 +36,12 @@ pub struct Shipper {
     backoff: Duration,
     next_try: Instant,
     rejected: PathBuf,
+    last_ship: Option<Instant>,
     pub shipped: u64,
 }
+
+/// How often a caught-up agent ships what it has.
+pub const SHIP_EVERY: Duration = Duration::from_secs(10);
 
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,6 +69,7 @@ impl Shipper {
             backoff: Duration::from_secs(1),
             next_try: Instant::now(),
             rejected: spool_dir.join("rejected.jsonl"),
+            last_ship: None,
             shipped: 0,
         })
     }
@@ -69,9 +77,12 @@ impl Shipper {
     /// Ships what is pending, one batch per call at most, unless backing off.
     /// Returns whether the spool still holds unshipped intervals.
     pub fn tick(&mut self, spool: &mut Spool) -> bool {
-        if Instant::now() < self.next_try {
-            return spool.stats().pending_records > 0;
+        let pending = spool.stats().pending_records;
+        let caught_up = (pending as usize) < self.batch && self.last_ship.is_some_and(|t| t.elapsed() < SHIP_EVERY);
+        if Instant::now() < self.next_try || caught_up {
+            return pending > 0;
         }
+        self.last_ship = Some(Instant::now());
         let recs = match spool.pending(self.size) {
             Ok(r) => r,
             Err(e) => {
@@ -116,10 +127,12 @@ impl Shipper {
     pub fn drain(&mut self, spool: &mut Spool, limit: Duration) {
         let end = Instant::now() + limit;
         self.next_try = Instant::now();
+        self.last_ship = None;
         while Instant::now() < end && self.tick(spool) {
             if Instant::now() < self.next_try {
                 break;
             }
+            self.last_ship = None;
         }
     }
 
