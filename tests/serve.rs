@@ -73,6 +73,16 @@ fn keys_serve_ingest_and_a_restart_keep_every_interval_once() {
     assert_eq!(code, 401);
 }
 
+/// A temporary directory with a SQLite store and a collector key for it.
+fn store_with_collector_key() -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("fairwatt.db").display());
+    let o = fairwatt().args(["keys", "create", "--role", "collector", "--database", &db]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let key = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    (dir, db, key)
+}
+
 /// Runs the agent on the simulated host for `count` intervals, shipping to `server`.
 fn agent(spool: &std::path::Path, record: &std::path::Path, server: &str, key: &str, count: u64) -> String {
     let o = fairwatt()
@@ -102,10 +112,7 @@ fn trace_energy(path: &std::path::Path) -> (u64, u64) {
 
 #[test]
 fn the_agent_ships_its_spool_and_a_server_down_for_a_while_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("fairwatt.db").display());
-    let o = fairwatt().args(["keys", "create", "--role", "collector", "--database", &db]).output().unwrap();
-    let key = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let (dir, db, key) = store_with_collector_key();
     // A port with nothing on it yet.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let server = format!("http://127.0.0.1:{port}");
@@ -148,10 +155,7 @@ fn the_agent_ships_its_spool_and_a_server_down_for_a_while_loses_nothing() {
 fn a_record_the_server_refuses_is_set_aside_not_lost_and_does_not_block_the_rest() {
     use fairwatt_collector::spool::{Spool, SpoolConfig};
     use fairwatt_core::{Domain, DomainEnergy, Energy, HostId, IntervalRecord, Micros, Timestamp};
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("fairwatt.db").display());
-    let o = fairwatt().args(["keys", "create", "--role", "collector", "--database", &db]).output().unwrap();
-    let key = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let (dir, db, key) = store_with_collector_key();
     let s = start(&db);
     // A spooled interval stamped two days ahead (a clock that jumped): the server refuses it.
     let spool = dir.path().join("spool");
