@@ -14,6 +14,12 @@ pub struct ServeArgs {
     database: String,
     #[arg(long, env = "FAIRWATT_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Attribution method of the ledger: ratio, linear or forest.
+    #[arg(long, default_value = "linear")]
+    method: String,
+    /// Who carries idle power: reservation, equal, dynamic or unattributed.
+    #[arg(long, default_value = "reservation")]
+    idle_policy: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -45,8 +51,22 @@ fn sqlite_dir(url: &str) -> anyhow::Result<()> {
 
 pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     sqlite_dir(&a.database)?;
+    let method: fairwatt_attribution::Method = a.method.parse()?;
+    let policy: fairwatt_attribution::IdlePolicy = a.idle_policy.parse()?;
     actix_web::rt::System::new().block_on(async move {
         let db = Db::connect(&a.database).await.with_context(|| format!("opening {}", a.database))?;
+        let mut worker = fairwatt_billing_api::worker::Worker::new(db.clone(), method, policy)?;
+        // The attribution worker: a pass whenever the last one found work, else every second.
+        actix_web::rt::spawn(async move {
+            loop {
+                match worker.run_once().await {
+                    Ok(n) if n > 0 => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::error!("attribution worker: {e}"),
+                }
+                actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
         let listener = TcpListener::bind(&a.listen).with_context(|| format!("listening on {}", a.listen))?;
         eprintln!("fairwatt serve: {} on http://{} ({:?} store)", a.database, listener.local_addr()?, db.backend);
         serve(listener, db)?.await.context("the server stopped")

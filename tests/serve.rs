@@ -149,6 +149,22 @@ fn the_agent_ships_its_spool_and_a_server_down_for_a_while_loses_nothing() {
     });
     // Every interval the agent measured is stored once, with exactly its energy.
     assert_eq!(stored, (155, e as i64));
+    // The server's attribution worker splits them all into the ledger, exactly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let ledger = loop {
+        let l = actix_web::rt::System::new().block_on(async {
+            let pool = sqlx::AnyPool::connect(&format!("{db}?mode=ro")).await.unwrap();
+            let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM intervals WHERE model_id IS NULL").fetch_one(&pool).await.unwrap();
+            let (measured,): (i64,) = sqlx::query_as("SELECT CAST(COALESCE(SUM(measured_uj), 0) AS BIGINT) FROM ledger_domains").fetch_one(&pool).await.unwrap();
+            let (split,): (i64,) = sqlx::query_as("SELECT CAST(COALESCE((SELECT SUM(dynamic_uj + idle_uj) FROM ledger), 0) + COALESCE((SELECT SUM(unattributed_uj) FROM ledger_domains), 0) AS BIGINT)").fetch_one(&pool).await.unwrap();
+            (left, measured, split)
+        });
+        if l.0 == 0 || std::time::Instant::now() > deadline {
+            break l;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(ledger, (0, e as i64, e as i64), "(unattributed intervals, measured µJ in the ledger, split µJ)");
 }
 
 #[test]

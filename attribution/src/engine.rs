@@ -256,6 +256,27 @@ impl Attributor {
         Ok(vec![Step { attribution, new_version, error_w }])
     }
 
+    /// Attributes an interval that arrived after later ones were pushed
+    /// (a late delivery), with the current model, leaving the window, the
+    /// error tracking and the sequence as they are. Same checks and the
+    /// same exact split as [`push`](Self::push); the result notes it.
+    pub fn attribute_detached(&mut self, rec: &IntervalRecord) -> Result<IntervalAttribution> {
+        rec.validate().map_err(|e| Error::BadRecord { host: rec.host.to_string(), seq: rec.seq, msg: e.to_string() })?;
+        if let Some(h) = &self.host
+            && *h != rec.host
+        {
+            return Err(Error::WrongHost { host: rec.host.to_string(), seq: rec.seq, expected: h.to_string() });
+        }
+        let (mut a, _) = self.attribute(rec);
+        a.notes.push(format!("attributed out of order with model version {}", self.version));
+        Ok(a)
+    }
+
+    /// Intervals pushed but not yet attributed (held for the first model).
+    pub fn held(&self) -> usize {
+        self.pending
+    }
+
     /// Attributes the intervals still held for the first model, without
     /// one (version 0); for streams shorter than `min_fit`.
     pub fn flush(&mut self) -> Vec<Step> {

@@ -38,14 +38,17 @@ impl Db {
         } else {
             return Err(ApiError::Config(format!("database URL {url:?}: expected sqlite://PATH or postgres://…")));
         };
-        // SQLite serialises writers; one connection avoids "database is locked".
-        let max = if backend == Backend::Sqlite { 1 } else { 16 };
+        // SQLite in WAL mode: readers run beside the one writer; writers
+        // queue on the lock (busy timeout) and take it at BEGIN IMMEDIATE.
+        let max = if backend == Backend::Sqlite { 4 } else { 16 };
         let mut opts = AnyPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(5));
         if backend == Backend::Sqlite {
             // Per connection: SQLite checks foreign keys only when asked.
             opts = opts.after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::Executor::execute(conn, "PRAGMA foreign_keys = ON").await?;
+                    for pragma in ["PRAGMA foreign_keys = ON", "PRAGMA journal_mode = WAL", "PRAGMA busy_timeout = 10000"] {
+                        sqlx::Executor::execute(&mut *conn, pragma).await?;
+                    }
                     Ok(())
                 })
             });
@@ -57,6 +60,16 @@ impl Db {
             Backend::Postgres => POSTGRES.run(&db.pool).await?,
         }
         Ok(db)
+    }
+
+    /// A transaction that will write: on SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`), so a read inside it cannot be overtaken by
+    /// another writer and fail; PostgreSQL's row locks need nothing more.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// True when the store answers a trivial query.

@@ -107,7 +107,7 @@ async fn previous(tx: &mut sqlx::AnyConnection, batch_id: &str) -> Result<Option
 
 /// Writes a checked batch in one transaction (see the module doc).
 pub async fn store(state: &AppState, key_id: &str, batch: &Batch) -> Result<IngestResult> {
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin_write().await?;
     if let Some(prev) = previous(&mut tx, &batch.batch_id).await? {
         return Ok(prev);
     }

@@ -6,10 +6,12 @@
 //! - [`auth`]: API keys (stored hashed) and roles; deny by default.
 //! - [`ingest`]: `POST /v1/ingest`, idempotent by batch id, each host
 //!   interval stored once.
+//! - [`worker`]: the attribution worker: ingested intervals → the energy
+//!   ledger (per VM, interval and domain, exact integers) and hourly rollups.
 //! - [`app`]: the HTTP server and its routes (`/healthz`, `/readyz`).
 //! - [`error`]: the crate's error enum and its HTTP statuses.
 //!
-//! Still to come (issue 4): the attribution worker and ledger, registry,
+//! Still to come (issue 4): the registry,
 //! carbon, invoices, finance queries, FOCUS export, OpenAPI.
 
 pub mod app;
@@ -17,6 +19,7 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod ingest;
+pub mod worker;
 
 pub use app::{AppState, serve};
 pub use auth::{ApiKey, Principal, Role};
