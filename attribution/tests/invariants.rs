@@ -335,3 +335,23 @@ fn kinds_of_work_get_their_own_cost_per_cycle() {
     }
     assert!(out.iter().all(|a| a.is_conserved()));
 }
+
+#[test]
+fn a_late_interval_is_attributed_on_its_own_and_leaves_the_stream_as_it_was() {
+    let mut a = Attributor::new(cfg(Method::Linear, IdlePolicy::Reservation)).unwrap();
+    for i in (0..12u64).filter(|i| *i != 5) {
+        a.push(linear_host(i, &[100_000 * (1 + i % 3), 200_000])).unwrap();
+    }
+    let version = a.version();
+    let late = a.attribute_detached(&linear_host(5, &[300_000, 100_000])).unwrap();
+    assert!(late.is_conserved() && late.seq == 5 && late.model_version == version);
+    assert!(late.notes.iter().any(|n| n.contains("out of order")), "{:?}", late.notes);
+    let p = late.domain(Domain::package(0)).unwrap();
+    assert_eq!(p.vms[0].dynamic_uj.as_uj(), 3 * p.vms[1].dynamic_uj.as_uj());
+    // The stream goes on from where it was: 12 is next, 11 is still refused.
+    assert!(matches!(a.push(linear_host(11, &[1, 1])), Err(Error::OutOfOrder { .. })));
+    assert_eq!(a.push(linear_host(12, &[100_000, 100_000])).unwrap().len(), 1);
+    let mut other = linear_host(6, &[1]);
+    other.host = HostId::new("elsewhere").unwrap();
+    assert!(matches!(a.attribute_detached(&other), Err(Error::WrongHost { .. })));
+}
