@@ -7,7 +7,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 
 use crate::db::Db;
 use crate::error::{ApiError, Result};
-use crate::ingest;
+use crate::{ingest, usage};
 
 /// Largest request body accepted (a batch of a few hundred 60-VM intervals).
 pub const MAX_BODY: usize = 8 << 20;
@@ -39,6 +39,7 @@ pub fn serve(listener: TcpListener, db: Db) -> Result<Server> {
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/v1/ingest", web::post().to(ingest::handler))
+            .route("/v1/usage", web::get().to(usage::handler))
             .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound("no such endpoint".into())) }))
     })
     .listen(listener)

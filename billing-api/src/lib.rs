@@ -8,6 +8,8 @@
 //!   interval stored once.
 //! - [`worker`]: the attribution worker: ingested intervals → the energy
 //!   ledger (per VM, interval and domain, exact integers) and hourly rollups.
+//! - [`usage`]: `GET /v1/usage`, attributed energy by tenant, host, VM or
+//!   domain over a window; tenants see only their own.
 //! - [`app`]: the HTTP server and its routes (`/healthz`, `/readyz`).
 //! - [`error`]: the crate's error enum and its HTTP statuses.
 //!
@@ -19,6 +21,7 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod ingest;
+pub mod usage;
 pub mod worker;
 
 pub use app::{AppState, serve};

@@ -113,4 +113,54 @@ async fn ingested_intervals_become_an_exact_ledger_once_even_late_or_after_a_res
     let domains_per_interval = recs[0].domains.len() as i64;
     assert_eq!(scalar(&db, "SELECT COUNT(*) FROM ledger_domains").await, 400 * domains_per_interval);
     assert_ledger_exact(&db).await;
+    usage_reads_the_ledger(&db).await;
+}
+
+/// `GET /v1/usage` over the ledger just built: totals agree with it, a
+/// tenant sees only its own, bad windows and roles are refused.
+async fn usage_reads_the_ledger(db: &Db) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(fairwatt_billing_api::serve(listener, db.clone()).unwrap());
+    let finance = create_key(db, Role::Finance, None).await.unwrap().secret;
+    let acme = create_key(db, Role::Tenant, Some("tenant-1")).await.unwrap().secret;
+    let collector = create_key(db, Role::Collector, None).await.unwrap().secret;
+    let hour = 3_600_000_000i64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+    let from = Timestamp::from_micros((now / hour - 3) * hour).unwrap();
+    let to = Timestamp::from_micros((now / hour + 2) * hour).unwrap();
+    let q = |agg: &str, step: &str| format!("/v1/usage?from={from}&to={to}&aggregate={agg}&step={step}");
+    let total = |body: &str| -> i64 {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["rows"].as_array().unwrap().iter().map(|r| r["energy_uj"].as_i64().unwrap()).sum()
+    };
+    let ledger_total = scalar(db, "SELECT CAST(SUM(dynamic_uj + idle_uj) AS BIGINT) FROM ledger").await;
+    for (agg, step) in [("tenant", "window"), ("vm", "1h"), ("host", "1d"), ("domain", "window")] {
+        let (s, b) = common::get(addr, &q(agg, step), Some(&finance)).await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(total(&b), ledger_total, "{agg}/{step}: {b}");
+    }
+    // A tenant: its own energy only, whatever it asks to group by.
+    let own = scalar(db, "SELECT CAST(SUM(dynamic_uj + idle_uj) AS BIGINT) FROM ledger WHERE tenant = 'tenant-1'").await;
+    assert!(own > 0 && own < ledger_total);
+    for agg in ["tenant", "vm", "host"] {
+        let (s, b) = common::get(addr, &q(agg, "window"), Some(&acme)).await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(total(&b), own, "{agg}: {b}");
+    }
+    let (_, b) = common::get(addr, &q("tenant", "window"), Some(&acme)).await;
+    assert!(!b.contains("tenant-2"), "{b}");
+    assert_eq!(common::get(addr, &q("tenant", "window"), Some(&collector)).await.0, 403);
+    assert_eq!(common::get(addr, &q("tenant", "window"), None).await.0, 401);
+    for bad in [
+        format!("/v1/usage?from={to}&to={from}"),
+        format!("/v1/usage?from=2026-12-01T00:30:00Z&to={to}"),
+        format!("/v1/usage?from=yesterday&to={to}"),
+        q("colour", "window"),
+        q("tenant", "5m"),
+        format!("/v1/usage?from={from}&to={to}&sql=drop"),
+    ] {
+        let (s, b) = common::get(addr, &bad, Some(&finance)).await;
+        assert_eq!(s, 400, "{bad}: {b}");
+    }
 }

@@ -23,4 +23,4 @@ pub use domain_map::DomainMap;
 pub use ids::{HostId, IdError, TenantId, VmId};
 pub use sample::{DomainEnergy, Flavor, GpuUse, IntervalRecord, HostTruth, PerfSource, ReadingStatus, RecordError, VmFeatures, VmInfo, VmRecord, VmTruth};
 pub use status::{SensorState, SensorStatus};
-pub use units::{Energy, Micros, Power, Timestamp};
+pub use units::{Energy, Micros, Power, Timestamp, TimestampParseError};

@@ -227,10 +227,30 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// An RFC 3339 time (any offset, taken to UTC) that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an RFC 3339 time such as 2026-12-01T00:00:00Z")]
+pub struct TimestampParseError(pub String);
+
+impl std::str::FromStr for Timestamp {
+    type Err = TimestampParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DateTime::parse_from_rfc3339(s.trim()).map(|t| Timestamp::from_datetime(t.with_timezone(&Utc))).map_err(|_| TimestampParseError(s.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn timestamps_parse_rfc3339_and_round_trip() {
+        let t: Timestamp = "2026-12-01T01:02:03.000004+01:00".parse().unwrap();
+        assert_eq!(t.to_string(), "2026-12-01T00:02:03.000004Z");
+        assert_eq!(t.to_string().parse::<Timestamp>().unwrap(), t);
+        assert!("yesterday".parse::<Timestamp>().unwrap_err().to_string().contains("RFC 3339"));
+    }
 
     #[test]
     fn joules_reject_nan_and_negative() {
