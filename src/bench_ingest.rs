@@ -5,7 +5,6 @@
 //! Reports VM-intervals stored per second of wall time and batch latency,
 //! one store after another in the same run.
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Instant;
 
@@ -33,16 +32,6 @@ pub struct IngestBenchArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 4)]
     clients: usize,
-}
-
-fn post(addr: std::net::SocketAddr, key: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(addr)?;
-    write!(s, "POST /v1/ingest HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len())?;
-    s.write_all(body)?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    Ok((status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
 }
 
 pub fn run(a: IngestBenchArgs) -> anyhow::Result<()> {
@@ -104,7 +93,7 @@ pub fn run(a: IngestBenchArgs) -> anyhow::Result<()> {
                             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let Some(b) = batches.get(i) else { return Ok(out) };
                             let t = Instant::now();
-                            let (code, body) = post(addr, &key, b)?;
+                            let (code, body) = crate::agent::ship::post_ingest(&addr.to_string(), &key, b)?;
                             if code != 200 {
                                 bail!("batch {i}: HTTP {code}: {body}");
                             }

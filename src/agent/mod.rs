@@ -6,7 +6,7 @@
 mod config;
 pub mod metrics;
 mod server;
-mod ship;
+pub mod ship;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

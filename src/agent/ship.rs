@@ -161,22 +161,26 @@ impl Shipper {
     }
 
     fn exchange(&self, body: &[u8]) -> anyhow::Result<(u16, String)> {
-        let addr = self.host_port.to_socket_addrs()?.next().context("no address")?;
-        let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
-        s.set_read_timeout(Some(IO_TIMEOUT))?;
-        s.set_write_timeout(Some(IO_TIMEOUT))?;
-        write!(
-            s,
-            "POST /v1/ingest HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            self.host_port,
-            self.key,
-            body.len()
-        )?;
-        s.write_all(body)?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out)?;
-        let text = String::from_utf8_lossy(&out);
-        let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no HTTP status in the answer")?;
-        Ok((code, text.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_string()).unwrap_or_default()))
+        post_ingest(&self.host_port, &self.key, body)
     }
+}
+
+/// One `POST /v1/ingest` to `host_port` over plain HTTP/1.1, with timeouts;
+/// the status and the body of the answer.
+pub fn post_ingest(host_port: &str, key: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
+    let addr = host_port.to_socket_addrs()?.next().context("no address")?;
+    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
+    write!(
+        s,
+        "POST /v1/ingest HTTP/1.1\r\nHost: {host_port}\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out);
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no HTTP status in the answer")?;
+    Ok((code, text.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_string()).unwrap_or_default()))
 }
