@@ -2,6 +2,7 @@
 //! the tools around them. Each subcommand lives in its own module; this file
 //! only parses arguments and dispatches.
 
+mod admin;
 mod agent;
 mod attribute;
 mod attribution_eval;
@@ -34,8 +35,23 @@ enum Command {
         #[command(subcommand)]
         command: AttributionCommand,
     },
-    /// Run the billing API (ingest for agents; more endpoints with issue 4).
+    /// Run the billing API: ingest, ledger, registry, invoices, exports.
     Serve(serve::ServeArgs),
+    /// Register tenants, hosts and VMs from a file, or print a scenario's registry.
+    Registry {
+        #[command(subcommand)]
+        command: admin::RegistryCommand,
+    },
+    /// Grid carbon intensity: import a CSV.
+    Carbon {
+        #[command(subcommand)]
+        command: admin::CarbonCommand,
+    },
+    /// Invoice runs.
+    Invoices {
+        #[command(subcommand)]
+        command: admin::InvoicesCommand,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -67,6 +83,9 @@ fn main() -> anyhow::Result<()> {
         Command::Attribution { command: AttributionCommand::Eval(a) } => attribution_eval::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Keys { command } => serve::keys(command),
+        Command::Registry { command } => admin::registry(command),
+        Command::Carbon { command } => admin::carbon(command),
+        Command::Invoices { command } => admin::invoices(command),
         Command::Simulate(a) => simulate::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),

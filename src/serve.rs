@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use fairwatt_billing_api::{Db, Role, auth, serve};
+use fairwatt_billing_api::{Db, Role, Settings, auth, serve_with};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -20,6 +20,9 @@ pub struct ServeArgs {
     /// Who carries idle power: reservation, equal, dynamic or unattributed.
     #[arg(long, default_value = "reservation")]
     idle_policy: String,
+    /// Who issues the invoices; their numbers are ISSUER-000001, …
+    #[arg(long, env = "FAIRWATT_ISSUER", default_value = "FW")]
+    issuer: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -40,7 +43,7 @@ pub struct KeyArgs {
     database: String,
 }
 
-fn sqlite_dir(url: &str) -> anyhow::Result<()> {
+pub fn sqlite_dir(url: &str) -> anyhow::Result<()> {
     if let Some(path) = url.strip_prefix("sqlite://").map(|p| p.split('?').next().unwrap_or(p))
         && let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty())
     {
@@ -69,7 +72,8 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         });
         let listener = TcpListener::bind(&a.listen).with_context(|| format!("listening on {}", a.listen))?;
         eprintln!("fairwatt serve: {} on http://{} ({:?} store)", a.database, listener.local_addr()?, db.backend);
-        serve(listener, db)?.await.context("the server stopped")
+        let settings = Settings { issuer: a.issuer.clone(), idle_policy: a.idle_policy.clone() };
+        serve_with(listener, db, settings)?.await.context("the server stopped")
     })
 }
 

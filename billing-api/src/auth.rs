@@ -74,6 +74,26 @@ impl Principal {
     }
 }
 
+impl Principal {
+    /// The tenant a tenant key is scoped to; `None` for the other roles.
+    pub fn scope(&self) -> Option<&str> {
+        match self.role {
+            Role::Tenant => Some(self.tenant.as_deref().unwrap_or("")),
+            _ => None,
+        }
+    }
+
+    /// Object-level check: a tenant key may touch only its own tenant's
+    /// objects. Another tenant's object is reported as absent (404), so a
+    /// key cannot probe which ids exist.
+    pub fn may_see(&self, owner: &str, what: &str) -> Result<()> {
+        match self.scope() {
+            Some(t) if t != owner => Err(ApiError::NotFound(format!("no such {what}"))),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A newly created key; `secret` is shown once and never stored.
 #[derive(Clone, Debug, Serialize)]
 pub struct ApiKey {

@@ -129,6 +129,7 @@ pub async fn store(state: &AppState, key_id: &str, batch: &Batch) -> Result<Inge
         }
         Err(e) => return Err(e.into()),
     }
+    crate::registry::check_batch(&mut tx, &batch.records).await?;
     let (mut accepted, mut duplicates, mut energy) = (0u64, 0u64, 0u64);
     for r in &batch.records {
         let record = serde_json::to_string(r).map_err(|e| ApiError::BadRequest(format!("record {}: {e}", r.seq)))?;

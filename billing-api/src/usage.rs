@@ -1,23 +1,28 @@
-//! `GET /v1/usage`: attributed energy from the ledger's hourly rollups, over
-//! a window, grouped and bucketed the way OpenCost's `/allocation` is:
+//! `GET /v1/usage`: attributed energy (and, when asked, its cost) from the
+//! ledger's rollups, over a window, grouped and bucketed the way OpenCost's
+//! `/allocation` is:
 //!
-//! `?from=RFC3339&to=RFC3339&aggregate=tenant|host|vm|domain&step=1h|1d|window`
+//! `?from=RFC3339&to=RFC3339&aggregate=tenant|region|host|vm|domain&step=1h|1d|window[&cost=true]`
 //!
 //! Finance, ops and placement keys see every tenant; a tenant key sees only
 //! its own VMs (the filter is applied in the query, whatever is asked).
-//! The window is whole hours (the rollups' resolution), at most 400 days.
-//! Energy is integer µJ, dynamic and idle shares apart, with kWh beside.
+//! The window is whole hours (the rollups' resolution), at most 400 days;
+//! a window of whole days with a step of a day or more reads the daily
+//! rollups (24× fewer rows). Energy is integer µJ, dynamic and idle shares
+//! apart, with kWh beside; sums other than per domain count only top-level
+//! domains (package, DRAM, GPU), which contain the others. Cost is priced
+//! per hour with each region's tariff (time of use included), per currency.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use fairwatt_core::Timestamp;
 
 use crate::app::AppState;
 use crate::auth::{Role, authenticate};
 use crate::error::{ApiError, Result};
+use crate::money::{RegionTariffs, UJ_PER_KWH, format_minor, minor_exponent, to_minor};
+use crate::params::{DAY_US, HOUR_US};
 
-const HOUR_US: i64 = 3_600_000_000;
 const MAX_WINDOW_US: i64 = 400 * 24 * HOUR_US;
 
 #[derive(Debug, Deserialize)]
@@ -29,6 +34,8 @@ pub struct UsageQuery {
     pub aggregate: String,
     #[serde(default = "default_step")]
     pub step: String,
+    #[serde(default)]
+    pub cost: bool,
 }
 
 fn default_aggregate() -> String {
@@ -46,6 +53,9 @@ pub struct UsageRow {
     pub idle_uj: i64,
     pub energy_uj: i64,
     pub kwh: f64,
+    /// Per currency, when `cost=true`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub cost: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -58,8 +68,7 @@ pub struct Usage {
 }
 
 fn parse_time(name: &str, s: &str) -> Result<i64> {
-    let t: Timestamp = s.parse().map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))?;
-    Ok(t.as_micros())
+    crate::params::parse_time(name, s)
 }
 
 pub async fn handler(req: HttpRequest, state: web::Data<AppState>, q: web::Query<UsageQuery>) -> Result<HttpResponse> {
@@ -73,16 +82,17 @@ pub async fn handler(req: HttpRequest, state: web::Data<AppState>, q: web::Query
         return Err(ApiError::BadRequest("the window must be positive and at most 400 days".into()));
     }
     // Column names come from this fixed list, never from the request.
-    let column = match q.aggregate.as_str() {
-        "tenant" => "tenant",
-        "host" => "host",
-        "vm" => "vm",
-        "domain" => "domain",
-        other => return Err(ApiError::BadRequest(format!("aggregate {other:?}: expected tenant, host, vm or domain"))),
+    let (column, top) = match q.aggregate.as_str() {
+        "tenant" => ("u.tenant", true),
+        "region" => ("h.region", true),
+        "host" => ("u.host", true),
+        "vm" => ("u.vm", true),
+        "domain" => ("u.domain", false),
+        other => return Err(ApiError::BadRequest(format!("aggregate {other:?}: expected tenant, region, host, vm or domain"))),
     };
     let step_us = match q.step.as_str() {
         "1h" => HOUR_US,
-        "1d" => 24 * HOUR_US,
+        "1d" => DAY_US,
         "window" => to - from,
         other => return Err(ApiError::BadRequest(format!("step {other:?}: expected 1h, 1d or window"))),
     };
@@ -90,27 +100,51 @@ pub async fn handler(req: HttpRequest, state: web::Data<AppState>, q: web::Query
         Role::Tenant => Some(who.tenant.clone().ok_or_else(|| ApiError::Forbidden("a tenant key without a tenant".into()))?),
         _ => None,
     };
+    let daily = !q.cost && step_us % DAY_US == 0 && from % DAY_US == 0 && to % DAY_US == 0;
+    let (table, time) = if daily { ("usage_daily", "day_us") } else { ("usage_hourly", "hour_us") };
+    let join = if column == "h.region" || q.cost { "JOIN hosts h ON h.id = u.host" } else { "" };
+    let top = if top { "AND u.top_level = 1" } else { "" };
+    // With cost, rows stay per hour and region so each hour is priced by its tariff.
+    let (extra, extra_group) = if q.cost { (", h.region, u.hour_us", ", h.region, u.hour_us") } else { (", '', CAST(0 AS BIGINT)", "") };
     let sql = format!(
-        "SELECT CAST($1 + ((hour_us - $1) / $2) * $2 AS BIGINT) AS bucket, {column}, CAST(SUM(dynamic_uj) AS BIGINT), CAST(SUM(idle_uj) AS BIGINT) \
-         FROM usage_hourly WHERE hour_us >= $1 AND hour_us < $3 AND ($4 = '' OR tenant = $4) GROUP BY bucket, {column} ORDER BY bucket, {column}"
+        "SELECT CAST($1 + ((u.{time} - $1) / $2) * $2 AS BIGINT) AS bucket, {column}, CAST(SUM(u.dynamic_uj) AS BIGINT), CAST(SUM(u.idle_uj) AS BIGINT){extra} \
+         FROM {table} u {join} WHERE u.{time} >= $1 AND u.{time} < $3 AND ($4 = '' OR u.tenant = $4) {top} GROUP BY bucket, {column}{extra_group} ORDER BY bucket, {column}"
     );
-    let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let raw: Vec<(i64, String, i64, i64, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(from)
         .bind(step_us)
         .bind(to)
         .bind(tenant.unwrap_or_default())
         .fetch_all(&state.db.pool)
         .await?;
-    let rows = rows
-        .into_iter()
-        .map(|(bucket, key, dynamic_uj, idle_uj)| UsageRow {
-            start: Timestamp::from_micros(bucket).map_or_else(|| bucket.to_string(), |t| t.to_string()),
-            key,
-            dynamic_uj,
-            idle_uj,
-            energy_uj: dynamic_uj + idle_uj,
-            kwh: (dynamic_uj + idle_uj) as f64 / 3.6e12,
-        })
-        .collect();
+    let mut rows: Vec<UsageRow> = Vec::new();
+    let mut costs: Vec<std::collections::BTreeMap<String, rust_decimal::Decimal>> = Vec::new();
+    let mut tariffs: std::collections::HashMap<String, RegionTariffs> = std::collections::HashMap::new();
+    for (bucket, key, dynamic_uj, idle_uj, region, hour) in raw {
+        let same = rows.last().is_some_and(|r: &UsageRow| r.key == key && r.start == crate::params::format_time(bucket));
+        if !same {
+            rows.push(UsageRow { start: crate::params::format_time(bucket), key, dynamic_uj: 0, idle_uj: 0, energy_uj: 0, kwh: 0.0, cost: Default::default() });
+            costs.push(Default::default());
+        }
+        let r = rows.last_mut().expect("pushed above");
+        r.dynamic_uj += dynamic_uj;
+        r.idle_uj += idle_uj;
+        if q.cost {
+            if !tariffs.contains_key(&region) {
+                tariffs.insert(region.clone(), RegionTariffs::load(&state.db, &region, from, to).await?);
+            }
+            if let Some(t) = tariffs[&region].at(hour) {
+                *costs.last_mut().expect("pushed above").entry(t.currency.clone()).or_default() += rust_decimal::Decimal::from(dynamic_uj + idle_uj) * t.at(hour);
+            }
+        }
+    }
+    for (r, c) in rows.iter_mut().zip(costs) {
+        r.energy_uj = r.dynamic_uj + r.idle_uj;
+        r.kwh = r.energy_uj as f64 / 3.6e12;
+        for (cur, amount) in c {
+            let exp = minor_exponent(&cur)?;
+            r.cost.insert(cur, format_minor(to_minor(amount / rust_decimal::Decimal::from(UJ_PER_KWH), exp)?, exp));
+        }
+    }
     Ok(HttpResponse::Ok().json(Usage { from: q.from.clone(), to: q.to.clone(), aggregate: q.aggregate.clone(), step: q.step.clone(), rows }))
 }

@@ -41,6 +41,8 @@ pub struct Worker {
     db: Db,
     cfg: AttributorConfig,
     hosts: HashMap<String, HostWorker>,
+    /// VM → tenant from the registry, filled as VMs are met.
+    tenants: HashMap<String, String>,
 }
 
 struct HostWorker {
@@ -58,7 +60,7 @@ impl Worker {
     pub fn new(db: Db, method: Method, idle_policy: IdlePolicy) -> Result<Worker> {
         let cfg = AttributorConfig::new(method, idle_policy);
         Attributor::new(cfg.clone()).map_err(|e| ApiError::Config(e.to_string()))?;
-        Ok(Worker { db, cfg, hosts: HashMap::new() })
+        Ok(Worker { db, cfg, hosts: HashMap::new(), tenants: HashMap::new() })
     }
 
     /// One pass over the unattributed intervals; returns how many reached the ledger.
@@ -178,6 +180,12 @@ impl Worker {
     }
 
     async fn write_chunk(&mut self, out: Vec<IntervalAttribution>) -> Result<()> {
+        let unknown: std::collections::BTreeSet<&str> =
+            out.iter().flat_map(|a| a.domains.iter().flat_map(|d| d.vms.iter().map(|v| v.vm.as_str()))).filter(|vm| !self.tenants.contains_key(*vm)).collect();
+        if !unknown.is_empty() {
+            let found = crate::registry::tenants_of(&self.db.pool, &unknown.into_iter().collect::<Vec<_>>()).await?;
+            self.tenants.extend(found);
+        }
         let mut tx = self.db.begin_write().await?;
         for a in out {
             if !a.is_conserved() {
@@ -197,6 +205,7 @@ impl Worker {
                 }
             };
             let hour = a.start.as_micros().div_euclid(3_600_000_000) * 3_600_000_000;
+            let day = a.start.as_micros().div_euclid(86_400_000_000) * 86_400_000_000;
             for d in &a.domains {
                 let domain = d.domain.to_string();
                 sqlx::query("INSERT INTO ledger_domains (host, seq, domain, measured_uj, idle_uj, unattributed_uj, model_id) VALUES ($1, $2, $3, $4, $5, $6, $7)")
@@ -209,8 +218,13 @@ impl Worker {
                     .bind(model_id)
                     .execute(&mut *tx)
                     .await?;
+                let top = d.domain.is_top_level() as i64;
                 for v in &d.vms {
-                    let tenant = v.tenant.as_ref().map_or(String::new(), |t| t.to_string());
+                    // The registry owns the VM's account; ingest checked the record agrees.
+                    let tenant = match self.tenants.get(v.vm.as_str()) {
+                        Some(t) => t.clone(),
+                        None => v.tenant.as_ref().map_or(String::new(), |t| t.to_string()),
+                    };
                     let (dy, id) = (v.dynamic_uj.as_uj() as i64, v.idle_uj.as_uj() as i64);
                     sqlx::query("INSERT INTO ledger (host, seq, domain, vm, tenant, dynamic_uj, idle_uj) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                         .bind(&host)
@@ -222,19 +236,23 @@ impl Worker {
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
-                    sqlx::query(
-                        "INSERT INTO usage_hourly (hour_us, host, vm, tenant, domain, dynamic_uj, idle_uj) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                         ON CONFLICT (hour_us, host, vm, domain) DO UPDATE SET dynamic_uj = usage_hourly.dynamic_uj + excluded.dynamic_uj, idle_uj = usage_hourly.idle_uj + excluded.idle_uj",
-                    )
-                    .bind(hour)
-                    .bind(&host)
-                    .bind(v.vm.as_str())
-                    .bind(&tenant)
-                    .bind(&domain)
-                    .bind(dy)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                    for (table, col, at) in [("usage_hourly", "hour_us", hour), ("usage_daily", "day_us", day)] {
+                        // Table and column names come from this fixed list.
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "INSERT INTO {table} ({col}, host, vm, tenant, domain, top_level, dynamic_uj, idle_uj) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                             ON CONFLICT ({col}, host, vm, domain) DO UPDATE SET dynamic_uj = {table}.dynamic_uj + excluded.dynamic_uj, idle_uj = {table}.idle_uj + excluded.idle_uj"
+                        )))
+                        .bind(at)
+                        .bind(&host)
+                        .bind(v.vm.as_str())
+                        .bind(&tenant)
+                        .bind(&domain)
+                        .bind(top)
+                        .bind(dy)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
             }
             sqlx::query("UPDATE intervals SET model_id = $1 WHERE host = $2 AND seq = $3").bind(model_id).bind(&host).bind(a.seq as i64).execute(&mut *tx).await?;

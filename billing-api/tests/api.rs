@@ -23,6 +23,7 @@ struct TestApp {
 async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let db = test_db(dir.path()).await;
+    common::register(&db, &[record("h1", 0, 1), record("h2", 0, 1)]).await;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = serve(listener, db.clone()).unwrap();
