@@ -46,6 +46,11 @@ fn keys_serve_ingest_and_a_restart_keep_every_interval_once() {
     assert!(key.starts_with("fw_"), "{key}");
     let bad = fairwatt().args(["keys", "create", "--role", "tenant", "--database", &db]).output().unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--tenant"));
+    // Ingest takes only registered hosts.
+    let reg = dir.path().join("registry.json");
+    std::fs::write(&reg, r#"{"hosts": {"h1": {"region": "DE", "pue": 1.3, "embodied_kgco2e": 1200, "lifetime_years": 5, "vcpus": 32, "memory_mib": 131072}}}"#).unwrap();
+    let o = fairwatt().args(["registry", "import"]).arg(&reg).args(["--database", &db]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // One simulated interval in the trace format, stamped now.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
@@ -80,13 +85,20 @@ fn store_with_collector_key() -> (tempfile::TempDir, String, String) {
     let o = fairwatt().args(["keys", "create", "--role", "collector", "--database", &db]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let key = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    // The simulated agent's fleet, registered as ops would before it ships.
+    let o = fairwatt().args(["registry", "scenario", "mixed", "--host-id", "sim-mixed-00"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let reg = dir.path().join("registry.json");
+    std::fs::write(&reg, &o.stdout).unwrap();
+    let o = fairwatt().args(["registry", "import"]).arg(&reg).args(["--database", &db]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     (dir, db, key)
 }
 
 /// Runs the agent on the simulated host for `count` intervals, shipping to `server`.
 fn agent(spool: &std::path::Path, record: &std::path::Path, server: &str, key: &str, count: u64) -> String {
     let o = fairwatt()
-        .args(["agent", "--simulate", "mixed", "--fast", "--no-metrics", "--count", &count.to_string(), "--ship-batch", "40"])
+        .args(["agent", "--simulate", "mixed", "--host-id", "sim-mixed-00", "--fast", "--no-metrics", "--count", &count.to_string(), "--ship-batch", "40"])
         .arg("--spool")
         .arg(spool)
         .arg("--record")
