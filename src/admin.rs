@@ -147,7 +147,7 @@ pub fn invoices(cmd: InvoicesCommand) -> anyhow::Result<()> {
         let t = std::time::Instant::now();
         let r = fairwatt_billing_api::invoices::run(&state, &period, issue).await?;
         eprintln!("{period}: {} tenants, {} issued, {} drafts, {} failed in {:.2} s", r.tenants, r.issued, r.drafts, r.failed.len(), t.elapsed().as_secs_f64());
-        let failed: BTreeMap<_, _> = r.failed.into_iter().collect();
+        let failed: BTreeMap<_, _> = r.failed.into_iter().map(|f| (f.tenant, f.error)).collect();
         for (t, e) in &failed {
             eprintln!("  {t}: {e}");
         }

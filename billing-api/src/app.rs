@@ -19,11 +19,12 @@ pub struct AppState {
     pub issuer: String,
     /// The attribution worker's idle policy, stamped on invoices.
     pub idle_policy: String,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
     pub fn new(db: Db, s: Settings) -> AppState {
-        AppState { db, max_body: MAX_BODY, issuer: s.issuer, idle_policy: s.idle_policy }
+        AppState { db, max_body: MAX_BODY, issuer: s.issuer, idle_policy: s.idle_policy, metrics: Default::default() }
     }
 }
 
@@ -61,11 +62,15 @@ pub fn serve_with(listener: TcpListener, db: Db, settings: Settings) -> Result<S
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(actix_web::middleware::from_fn(crate::metrics::track))
             // Bodies are read raw up to one byte past the limit, so an
             // oversize one is refused with 413 rather than cut.
             .app_data(web::PayloadConfig::new(MAX_BODY + 1))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(crate::metrics::handler))
+            .route("/openapi.json", web::get().to(crate::openapi::openapi_json))
+            .route("/docs", web::get().to(crate::openapi::docs))
             .route("/v1/ingest", web::post().to(ingest::handler))
             .route("/v1/usage", web::get().to(usage::handler))
             .route("/v1/tenants", web::get().to(registry::list_tenants))

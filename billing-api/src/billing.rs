@@ -31,7 +31,7 @@ use crate::money::{RegionTariffs, UJ_PER_KWH, minor_exponent, to_minor};
 /// Charges in the order lines are listed.
 pub const CHARGES: [&str; 6] = ["cpu", "dram", "gpu", "idle", "facility", "embodied"];
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Line {
     pub line_no: i64,
     pub vm: String,
@@ -50,7 +50,7 @@ pub struct Line {
 }
 
 /// How the numbers were made, stamped on each invoice.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Methodology {
     pub attribution: Vec<String>,
     pub idle_policy: String,

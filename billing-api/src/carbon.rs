@@ -135,7 +135,7 @@ impl Series {
 }
 
 /// A tenant's contractual instrument, for market-based carbon.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Instrument {
     pub id: String,
     pub kind: String,
@@ -174,7 +174,7 @@ pub async fn instruments_of(db: &Db, tenant: &str, from: i64, to: i64) -> Result
         .collect())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstrumentBody {
     pub id: String,
@@ -241,7 +241,7 @@ pub struct IntensityQuery {
     pub to: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IntensityPoint {
     pub hour: String,
     pub gco2e_per_kwh: f64,

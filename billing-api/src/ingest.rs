@@ -34,7 +34,7 @@ pub struct Batch {
     pub records: Vec<IntervalRecord>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IngestResult {
     pub batch_id: String,
     /// Intervals stored from this batch.

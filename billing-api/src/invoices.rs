@@ -32,7 +32,7 @@ use crate::params::{format_time, json_body, month_name, parse_period};
 /// How far back late data is looked for.
 const LOOKBACK_US: i64 = 400 * 86_400_000_000;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Invoice {
     pub id: String,
     pub tenant: String,
@@ -458,7 +458,7 @@ pub async fn load(state: &AppState, id: &str) -> Result<Invoice> {
 
 // ---- HTTP ----
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeriodBody {
     pub period: String,
@@ -467,7 +467,7 @@ pub struct PeriodBody {
     pub issue: bool,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     #[serde(default)]
@@ -492,7 +492,7 @@ pub async fn post_tenant_invoice(req: HttpRequest, state: web::Data<AppState>, t
     Ok(HttpResponse::Created().json(load(&state, &id).await?))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub id: String,
     pub kind: String,
@@ -572,13 +572,19 @@ pub async fn post_credit_note(req: HttpRequest, state: web::Data<AppState>, id: 
     Ok(HttpResponse::Created().json(load(&state, &cid).await?))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunResult {
     pub period: String,
     pub tenants: usize,
     pub issued: usize,
     pub drafts: usize,
-    pub failed: Vec<(String, String)>,
+    pub failed: Vec<Failure>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Failure {
+    pub tenant: String,
+    pub error: String,
 }
 
 /// Invoices every tenant for `period` (issuing them when asked). A tenant
@@ -601,7 +607,7 @@ pub async fn run(state: &AppState, period: &str, do_issue: bool) -> Result<RunRe
             Ok(()) if do_issue => out.issued += 1,
             Ok(()) => out.drafts += 1,
             Err(ApiError::Conflict(m)) if m.contains("is issued") => {}
-            Err(e) => out.failed.push((t, e.to_string())),
+            Err(e) => out.failed.push(Failure { tenant: t, error: e.to_string() }),
         }
     }
     Ok(out)

@@ -22,6 +22,8 @@
 //! - [`app`]: the HTTP server and its routes (`/healthz`, `/readyz`).
 //! - [`error`]: the crate's error enum and its HTTP statuses.
 //! - [`params`]: ids, times and periods as requests give them.
+//! - [`openapi`]: the route table, `/openapi.json` and `/docs`;
+//!   [`metrics`]: `/metrics` for Prometheus.
 
 pub mod app;
 pub mod auth;
@@ -33,7 +35,9 @@ pub mod error;
 pub mod focus;
 pub mod ingest;
 pub mod invoices;
+pub mod metrics;
 pub mod money;
+pub mod openapi;
 pub mod params;
 pub mod pdf;
 pub mod placement;

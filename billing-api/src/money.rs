@@ -66,7 +66,7 @@ fn parse_price(what: &str, s: &str) -> Result<Decimal> {
 /// A time-of-use window: on `days` (ISO weekdays, 1 = Monday; empty: all),
 /// local hours `[from_hour, to_hour)` (wrapping past midnight when
 /// `to_hour <= from_hour`), the kWh costs `price_per_kwh`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Window {
     #[serde(default)]
@@ -76,7 +76,7 @@ pub struct Window {
     pub price_per_kwh: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TariffBody {
     pub id: String,
@@ -90,7 +90,7 @@ pub struct TariffBody {
     pub windows: Vec<Window>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tariff {
     pub id: String,
     pub region: String,

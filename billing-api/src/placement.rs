@@ -20,7 +20,7 @@ pub struct PowerQuery {
     pub to: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VmPower {
     pub vm: String,
     pub tenant: String,
@@ -28,7 +28,7 @@ pub struct VmPower {
     pub idle_w: f64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostPower {
     pub host: String,
     pub region: String,

@@ -29,14 +29,14 @@ use crate::params::{check_id, format_time, json_body, parse_time};
 
 const YEAR_S: f64 = 365.25 * 86_400.0;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantBody {
     pub name: String,
     pub currency: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tenant {
     pub id: String,
     pub name: String,
@@ -44,7 +44,7 @@ pub struct Tenant {
     pub created: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostBody {
     /// The grid zone whose intensity applies and whose tariff is charged.
@@ -56,7 +56,7 @@ pub struct HostBody {
     pub memory_mib: i64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Host {
     pub id: String,
     pub region: String,
@@ -67,7 +67,7 @@ pub struct Host {
     pub memory_mib: i64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VmBody {
     pub tenant: String,
@@ -82,14 +82,14 @@ pub struct VmBody {
     pub at: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Placement {
     pub host: String,
     pub from: String,
     pub to: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Vm {
     pub id: String,
     pub tenant: String,

@@ -45,7 +45,7 @@ fn default_step() -> String {
     "window".into()
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct UsageRow {
     pub start: String,
     pub key: String,
@@ -58,7 +58,7 @@ pub struct UsageRow {
     pub cost: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     pub from: String,
     pub to: String,

@@ -206,3 +206,62 @@ async fn the_same_batch_sent_concurrently_is_stored_once() {
     assert_eq!(count(&app.db, "SELECT COUNT(*) FROM intervals").await, 50);
     assert_eq!(count(&app.db, "SELECT COUNT(*) FROM ingest_batches").await, 1);
 }
+
+fn with_vm(mut r: IntervalRecord, vm: &str, tenant: Option<&str>) -> IntervalRecord {
+    use fairwatt_core::{TenantId, VmFeatures, VmId, VmRecord};
+    r.vms.push(VmRecord {
+        vm: VmId::new(vm).unwrap(),
+        name: vm.into(),
+        tenant: tenant.map(|t| TenantId::new(t).unwrap()),
+        flavor: None,
+        perf: Default::default(),
+        features: VmFeatures { cpu_time_us: 500_000, ..Default::default() },
+        truth: None,
+    });
+    r
+}
+
+#[tokio::test]
+async fn ingest_takes_only_what_the_registry_knows_and_follows_migrations() {
+    let app = spawn_app().await;
+    let k = create_key(&app.db, Role::Collector, None).await.unwrap();
+    let ops = create_key(&app.db, Role::Ops, None).await.unwrap().secret;
+    let put = |path: &str, body: serde_json::Value| {
+        let path = path.to_string();
+        let (app, ops) = (&app, ops.clone());
+        async move { http(app, "PUT", &path, Some(&ops), body.to_string().as_bytes()).await }
+    };
+    assert_eq!(put("/v1/tenants/acme", serde_json::json!({"name": "Acme", "currency": "EUR"})).await.0, 200);
+    assert_eq!(put("/v1/tenants/beta", serde_json::json!({"name": "Beta", "currency": "EURO"})).await.0, 400);
+    let (s, b) = put("/v1/vms/vm-1", serde_json::json!({"tenant": "acme", "flavor": "m1", "vcpus": 2, "memory_mib": 4096, "host": "h1", "at": "2020-01-01T00:00:00Z"})).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = put("/v1/vms/vm-2", serde_json::json!({"tenant": "nobody", "flavor": "m1", "vcpus": 2, "memory_mib": 4096})).await;
+    assert!(s == 400 && b.contains("unknown tenant"), "{b}");
+    let (s, b) = put("/v1/hosts/h3", serde_json::json!({"region": "DE", "pue": 0.9, "embodied_kgco2e": 1, "lifetime_years": 4, "vcpus": 8, "memory_mib": 1024})).await;
+    assert!(s == 400 && b.contains("pue"), "{b}");
+
+    let refused = [
+        (with_vm(record("h9", 0, 10), "vm-1", None), "unknown host \\\"h9\\\""),
+        (with_vm(record("h1", 0, 10), "vm-404", None), "unknown VM \\\"vm-404\\\""),
+        (with_vm(record("h1", 0, 10), "vm-1", Some("beta")), "belongs to tenant acme, not beta"),
+    ];
+    for (i, (r, why)) in refused.into_iter().enumerate() {
+        let (s, b) = http(&app, "POST", "/v1/ingest", Some(&k.secret), &batch(&format!("bad-{i}"), &[record("h1", 100 + i as u64, 1), r])).await;
+        assert_eq!(s, 400, "{b}");
+        assert!(b.contains(why), "{why} not in {b}");
+    }
+    assert_eq!(count(&app.db, "SELECT COUNT(*) FROM intervals").await, 0, "a refused batch stores nothing");
+
+    // Reported by h1, then by h2 a second later: the agents saw a live migration.
+    let (s, b) = http(&app, "POST", "/v1/ingest", Some(&k.secret), &batch("ok-1", &[with_vm(record("h1", 0, 10), "vm-1", Some("acme")), with_vm(record("h2", 1, 10), "vm-1", None)])).await;
+    assert_eq!(s, 200, "{b}");
+    let (_, vm) = common::get(app.addr, "/v1/vms/vm-1", Some(&ops)).await;
+    let vm: serde_json::Value = serde_json::from_str(&vm).unwrap();
+    let hosts: Vec<&str> = vm["placements"].as_array().unwrap().iter().map(|p| p["host"].as_str().unwrap()).collect();
+    assert_eq!(hosts, ["h1", "h2"], "{vm}");
+    assert!(vm["placements"][1]["to"].is_null() && vm["tenant"] == "acme", "{vm}");
+    // A deleted VM reported later is refused.
+    assert_eq!(http(&app, "DELETE", "/v1/vms/vm-1", Some(&ops), b"").await.0, 200);
+    let (s, b) = http(&app, "POST", "/v1/ingest", Some(&k.secret), &batch("late", &[with_vm(record("h2", 3600, 10), "vm-1", None)])).await;
+    assert!(s == 400 && b.contains("was deleted"), "{b}");
+}
