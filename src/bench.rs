@@ -44,6 +44,10 @@ pub enum BenchWhat {
     },
     /// Billing API ingest on loopback: batches of simulated records posted by concurrent clients.
     Ingest(crate::bench_ingest::IngestBenchArgs),
+    /// Billing API: a tenant's month-long usage queries under concurrent clients (daily vs hourly rollups).
+    Usage(crate::bench_billing::UsageBenchArgs),
+    /// Billing API: issuing every tenant's monthly invoice (invoice run vs one request per tenant).
+    Invoices(crate::bench_billing::InvoiceBenchArgs),
     /// Simulator speed: intervals of one host with N VMs.
     Sim {
         #[arg(long, default_value_t = 50)]
@@ -60,6 +64,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Sim { vms, hours } => sim(vms, hours),
         BenchWhat::Attribution { vms, hours } => attribution(vms, hours),
         BenchWhat::Ingest(a) => crate::bench_ingest::run(a),
+        BenchWhat::Usage(a) => crate::bench_billing::usage(a),
+        BenchWhat::Invoices(a) => crate::bench_billing::invoices(a),
     }
 }
 

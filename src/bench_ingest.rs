@@ -11,7 +11,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use fairwatt_billing_api::{Db, Role, auth, serve};
+use fairwatt_billing_api::registry::RegistryFile;
+use fairwatt_billing_api::{Db, Role, Settings, auth, serve_with};
 
 #[derive(Args, Debug)]
 pub struct IngestBenchArgs {
@@ -81,7 +82,12 @@ pub fn run(a: IngestBenchArgs) -> anyhow::Result<()> {
             (None, "sqlite") => format!("sqlite://{}", dir.path().join("bench.db").display()),
             (None, u) => u.to_string(),
         };
-        let (addr, key) = start_server(&url)?;
+        let registry = RegistryFile::from_records(&records, "DE", "EUR");
+        let (addr, mut keys) = start_api(&url, Settings::default(), &[(Role::Collector, None)], move |db| Box::pin(async move {
+            fairwatt_billing_api::registry::import(&db, &registry).await?;
+            Ok(())
+        }))?;
+        let key = keys.remove(0);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let t0 = Instant::now();
         let lat: Vec<anyhow::Result<Vec<f64>>> = std::thread::scope(|s| {
@@ -124,14 +130,14 @@ pub fn run(a: IngestBenchArgs) -> anyhow::Result<()> {
 }
 
 /// A database of its own on a PostgreSQL server, dropped when done.
-struct FreshPg {
+pub struct FreshPg {
     admin: String,
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl FreshPg {
-    fn create(admin: &str) -> anyhow::Result<FreshPg> {
+    pub fn create(admin: &str) -> anyhow::Result<FreshPg> {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
         let name = format!("fw_bench_{}_{nanos}", std::process::id());
         let (base, _) = admin.rsplit_once('/').context("a postgres URL ends in /DATABASE")?;
@@ -158,19 +164,33 @@ impl Drop for FreshPg {
     }
 }
 
-/// The API on 127.0.0.1:0 in a thread of its own, with a collector key.
-fn start_server(url: &str) -> anyhow::Result<(std::net::SocketAddr, String)> {
+type Setup = Box<dyn FnOnce(Db) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>> + Send>;
+
+/// The API on 127.0.0.1:0 in a thread of its own, after `setup` ran on its
+/// store, with a key per `(role, tenant)` asked for.
+pub fn start_api(
+    url: &str,
+    settings: Settings,
+    keys: &[(Role, Option<&str>)],
+    setup: impl FnOnce(Db) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>> + Send + 'static,
+) -> anyhow::Result<(std::net::SocketAddr, Vec<String>)> {
     let (tx, rx) = std::sync::mpsc::channel();
     let url = url.to_string();
+    let keys: Vec<(Role, Option<String>)> = keys.iter().map(|(r, t)| (*r, t.map(String::from))).collect();
+    let setup: Setup = Box::new(setup);
     std::thread::spawn(move || {
         let ready = tx.clone();
         let r = actix_web::rt::System::new().block_on(async move {
             let db = Db::connect(&url).await?;
-            let key = auth::create_key(&db, Role::Collector, None).await?;
+            setup(db.clone()).await?;
+            let mut secrets = Vec::new();
+            for (role, tenant) in &keys {
+                secrets.push(auth::create_key(&db, *role, tenant.as_deref()).await?.secret);
+            }
             let listener = TcpListener::bind("127.0.0.1:0")?;
             let addr = listener.local_addr()?;
-            let server = serve(listener, db)?;
-            let _ = ready.send(Ok((addr, key.secret)));
+            let server = serve_with(listener, db, settings)?;
+            let _ = ready.send(Ok((addr, secrets)));
             server.await?;
             anyhow::Ok(())
         });

@@ -7,6 +7,7 @@ mod agent;
 mod attribute;
 mod attribution_eval;
 mod bench;
+mod bench_billing;
 mod bench_ingest;
 mod demo;
 mod serve;

@@ -20,11 +20,14 @@ pub struct AppState {
     /// The attribution worker's idle policy, stamped on invoices.
     pub idle_policy: String,
     pub metrics: crate::metrics::Metrics,
+    /// Month-long usage queries read the daily rollups (off: hourly only,
+    /// the benchmark's baseline).
+    pub daily_rollups: bool,
 }
 
 impl AppState {
     pub fn new(db: Db, s: Settings) -> AppState {
-        AppState { db, max_body: MAX_BODY, issuer: s.issuer, idle_policy: s.idle_policy, metrics: Default::default() }
+        AppState { db, max_body: MAX_BODY, issuer: s.issuer, idle_policy: s.idle_policy, metrics: Default::default(), daily_rollups: s.daily_rollups }
     }
 }
 
@@ -33,11 +36,12 @@ impl AppState {
 pub struct Settings {
     pub issuer: String,
     pub idle_policy: String,
+    pub daily_rollups: bool,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { issuer: "FW".into(), idle_policy: "observed".into() }
+        Settings { issuer: "FW".into(), idle_policy: "observed".into(), daily_rollups: true }
     }
 }
 

@@ -202,8 +202,10 @@ async fn set_totals(tx: &mut sqlx::AnyConnection, id: &str, lines: &[Line], m: &
     Ok(())
 }
 
-/// Creates (or recomputes) the tenant's draft for `[from, to)`; returns its id.
-pub async fn draft(state: &AppState, ctx: &mut Context, tenant: &str, from: i64, to: i64) -> Result<String> {
+/// Creates (or recomputes) the tenant's draft for `[from, to)`; returns its
+/// id. With `issue_now` it is issued in the same transaction (one
+/// computation instead of two: what the invoice run does).
+pub async fn draft(state: &AppState, ctx: &mut Context, tenant: &str, from: i64, to: i64, issue_now: bool) -> Result<String> {
     let currency = tenant_currency(state, tenant).await?;
     let (lines, m) = lines_for(state, ctx, tenant, &currency, from, to).await?;
     let mut tx = state.db.begin_write().await?;
@@ -233,6 +235,11 @@ pub async fn draft(state: &AppState, ctx: &mut Context, tenant: &str, from: i64,
             id
         }
     };
+    if issue_now {
+        sqlx::query("UPDATE invoices SET status = 'issued', issued_us = $1 WHERE id = $2 AND status = 'draft'").bind(now_us()).bind(&id).execute(&mut *tx).await?;
+        let number = take_number(&mut tx, &state.issuer).await?;
+        sqlx::query("UPDATE invoices SET number = $1 WHERE id = $2").bind(&number).bind(&id).execute(&mut *tx).await?;
+    }
     write_lines(&mut tx, &id, &lines).await?;
     set_totals(&mut tx, &id, &lines, &m).await?;
     tx.commit().await?;
@@ -485,10 +492,7 @@ pub async fn post_tenant_invoice(req: HttpRequest, state: web::Data<AppState>, t
     let b: PeriodBody = json_body(&body)?;
     let (from, to) = parse_period(&b.period)?;
     let mut ctx = ctx_of(&state);
-    let id = draft(&state, &mut ctx, &tenant, from, to).await?;
-    if b.issue {
-        issue(&state, &mut ctx, &id).await?;
-    }
+    let id = draft(&state, &mut ctx, &tenant, from, to, b.issue).await?;
     Ok(HttpResponse::Created().json(load(&state, &id).await?))
 }
 
@@ -595,17 +599,9 @@ pub async fn run(state: &AppState, period: &str, do_issue: bool) -> Result<RunRe
     let mut ctx = ctx_of(state);
     let mut out = RunResult { period: period.to_string(), tenants: tenants.len(), issued: 0, drafts: 0, failed: Vec::new() };
     for (t,) in tenants {
-        let r = async {
-            let id = draft(state, &mut ctx, &t, from, to).await?;
-            if do_issue {
-                issue(state, &mut ctx, &id).await?;
-            }
-            Ok::<_, ApiError>(())
-        }
-        .await;
-        match r {
-            Ok(()) if do_issue => out.issued += 1,
-            Ok(()) => out.drafts += 1,
+        match draft(state, &mut ctx, &t, from, to, do_issue).await {
+            Ok(_) if do_issue => out.issued += 1,
+            Ok(_) => out.drafts += 1,
             Err(ApiError::Conflict(m)) if m.contains("is issued") => {}
             Err(e) => out.failed.push(Failure { tenant: t, error: e.to_string() }),
         }

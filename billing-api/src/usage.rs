@@ -100,7 +100,7 @@ pub async fn handler(req: HttpRequest, state: web::Data<AppState>, q: web::Query
         Role::Tenant => Some(who.tenant.clone().ok_or_else(|| ApiError::Forbidden("a tenant key without a tenant".into()))?),
         _ => None,
     };
-    let daily = !q.cost && step_us % DAY_US == 0 && from % DAY_US == 0 && to % DAY_US == 0;
+    let daily = state.daily_rollups && !q.cost && step_us % DAY_US == 0 && from % DAY_US == 0 && to % DAY_US == 0;
     let (table, time) = if daily { ("usage_daily", "day_us") } else { ("usage_hourly", "hour_us") };
     let join = if column == "h.region" || q.cost { "JOIN hosts h ON h.id = u.host" } else { "" };
     let top = if top { "AND u.top_level = 1" } else { "" };
