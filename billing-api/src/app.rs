@@ -23,11 +23,13 @@ pub struct AppState {
     /// Month-long usage queries read the daily rollups (off: hourly only,
     /// the benchmark's baseline).
     pub daily_rollups: bool,
+    /// Usage answers kept until the ledger's generation moves (None: off).
+    pub usage_cache: Option<crate::usage::Cache>,
 }
 
 impl AppState {
     pub fn new(db: Db, s: Settings) -> AppState {
-        AppState { db, max_body: MAX_BODY, issuer: s.issuer, idle_policy: s.idle_policy, metrics: Default::default(), daily_rollups: s.daily_rollups }
+        AppState { db, max_body: MAX_BODY, issuer: s.issuer, idle_policy: s.idle_policy, metrics: Default::default(), daily_rollups: s.daily_rollups, usage_cache: s.usage_cache.then(Default::default) }
     }
 }
 
@@ -37,11 +39,12 @@ pub struct Settings {
     pub issuer: String,
     pub idle_policy: String,
     pub daily_rollups: bool,
+    pub usage_cache: bool,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { issuer: "FW".into(), idle_policy: "observed".into(), daily_rollups: true }
+        Settings { issuer: "FW".into(), idle_policy: "observed".into(), daily_rollups: true, usage_cache: true }
     }
 }
 

@@ -46,7 +46,7 @@ impl Db {
             // Per connection: SQLite checks foreign keys only when asked.
             opts = opts.after_connect(|conn, _| {
                 Box::pin(async move {
-                    for pragma in ["PRAGMA foreign_keys = ON", "PRAGMA journal_mode = WAL", "PRAGMA busy_timeout = 10000"] {
+                    for pragma in ["PRAGMA foreign_keys = ON", "PRAGMA journal_mode = WAL", "PRAGMA busy_timeout = 10000", "PRAGMA cache_size = -32768", "PRAGMA mmap_size = 268435456"] {
                         sqlx::Executor::execute(&mut *conn, pragma).await?;
                     }
                     Ok(())
@@ -77,6 +77,18 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// Marks, inside a write transaction, that usage answers may have changed.
+pub async fn bump_generation(tx: &mut sqlx::AnyConnection) -> Result<()> {
+    sqlx::query("UPDATE ledger_generation SET gen = gen + 1 WHERE id = 1").execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// The current generation (see [`bump_generation`]).
+pub async fn generation(pool: &AnyPool) -> Result<i64> {
+    let (g,): (i64,) = sqlx::query_as("SELECT gen FROM ledger_generation WHERE id = 1").fetch_one(pool).await?;
+    Ok(g)
 }
 
 /// Microseconds since the Unix epoch, now.

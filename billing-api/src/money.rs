@@ -195,6 +195,7 @@ pub async fn post_tariff(req: HttpRequest, state: web::Data<AppState>, body: web
     if done.rows_affected() == 0 {
         return Err(ApiError::Conflict(format!("tariff {} or another tariff of {} from {} exists; tariffs are never changed, add a newer one", b.id, b.region, b.valid_from)));
     }
+    crate::db::bump_generation(&mut tx).await?;
     tx.commit().await?;
     let t = Tariff { id: b.id, region: b.region, currency: b.currency, price_per_kwh: b.price_per_kwh, valid_from: format_time(valid_from), utc_offset_min: b.utc_offset_min, windows: b.windows };
     Ok(HttpResponse::Created().json(t))

@@ -181,6 +181,7 @@ pub async fn upsert_host(db: &Db, id: &str, b: &HostBody) -> Result<()> {
     if !(1..=100_000).contains(&b.vcpus) || !(1..=1 << 40).contains(&b.memory_mib) {
         return bad("vcpus and memory_mib must be positive");
     }
+    let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO hosts (id, region, pue_milli, embodied_gco2e, lifetime_s, vcpus, memory_mib, created_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (id) DO UPDATE SET region = excluded.region, pue_milli = excluded.pue_milli, embodied_gco2e = excluded.embodied_gco2e, \
@@ -194,8 +195,11 @@ pub async fn upsert_host(db: &Db, id: &str, b: &HostBody) -> Result<()> {
     .bind(b.vcpus)
     .bind(b.memory_mib)
     .bind(now_us())
-    .execute(&db.pool)
+    .execute(&mut *tx)
     .await?;
+    // A host's region groups usage and prices it.
+    crate::db::bump_generation(&mut tx).await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -12,6 +12,10 @@
 //! apart, with kWh beside; sums other than per domain count only top-level
 //! domains (package, DRAM, GPU), which contain the others. Cost is priced
 //! per hour with each region's tariff (time of use included), per currency.
+//!
+//! Answers are cached per caller scope and query until the store's ledger
+//! generation moves (every ledger, host or tariff write bumps it in its
+//! transaction), so a dashboard's repeated query costs two indexed reads.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -71,9 +75,35 @@ fn parse_time(name: &str, s: &str) -> Result<i64> {
     crate::params::parse_time(name, s)
 }
 
+/// Serialized answers by scope and query, with the generation they were made at.
+#[derive(Default)]
+pub struct Cache(std::sync::Mutex<std::collections::HashMap<String, (i64, web::Bytes)>>);
+
+const CACHE_ENTRIES: usize = 4096;
+
 pub async fn handler(req: HttpRequest, state: web::Data<AppState>, q: web::Query<UsageQuery>) -> Result<HttpResponse> {
     let who = authenticate(&state.db, &req).await?;
     who.require(&[Role::Tenant, Role::Finance, Role::Ops, Role::Placement])?;
+    let Some(cache) = &state.usage_cache else {
+        return Ok(HttpResponse::Ok().content_type("application/json").body(answer(&state, &who, &q).await?));
+    };
+    let key = format!("{}|{}|{}|{}|{}|{}", who.scope().unwrap_or("*"), q.from, q.to, q.aggregate, q.step, q.cost);
+    let generation = crate::db::generation(&state.db.pool).await?;
+    let hit = cache.0.lock().ok().and_then(|c| c.get(&key).filter(|(g, _)| *g == generation).map(|(_, b)| b.clone()));
+    if let Some(body) = hit {
+        return Ok(HttpResponse::Ok().content_type("application/json").insert_header(("X-Cache", "hit")).body(body));
+    }
+    let body = answer(&state, &who, &q).await?;
+    if let Ok(mut c) = cache.0.lock() {
+        if c.len() >= CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(key, (generation, body.clone()));
+    }
+    Ok(HttpResponse::Ok().content_type("application/json").body(body))
+}
+
+async fn answer(state: &AppState, who: &crate::auth::Principal, q: &UsageQuery) -> Result<web::Bytes> {
     let (from, to) = (parse_time("from", &q.from)?, parse_time("to", &q.to)?);
     if from % HOUR_US != 0 || to % HOUR_US != 0 {
         return Err(ApiError::BadRequest("from and to must be whole hours (the ledger's rollups are hourly)".into()));
@@ -104,27 +134,35 @@ pub async fn handler(req: HttpRequest, state: web::Data<AppState>, q: web::Query
     let (table, time) = if daily { ("usage_daily", "day_us") } else { ("usage_hourly", "hour_us") };
     let join = if column == "h.region" || q.cost { "JOIN hosts h ON h.id = u.host" } else { "" };
     let top = if top { "AND u.top_level = 1" } else { "" };
+    // Written out only when scoped: `($4 = '' OR tenant = $4)` would keep the
+    // planner off the (tenant, time) index and scan every tenant's rows.
+    let scope = if tenant.is_some() { "AND u.tenant = $4" } else { "" };
     // With cost, rows stay per hour and region so each hour is priced by its tariff.
     let (extra, extra_group) = if q.cost { (", h.region, u.hour_us", ", h.region, u.hour_us") } else { (", '', CAST(0 AS BIGINT)", "") };
     let sql = format!(
         "SELECT CAST($1 + ((u.{time} - $1) / $2) * $2 AS BIGINT) AS bucket, {column}, CAST(SUM(u.dynamic_uj) AS BIGINT), CAST(SUM(u.idle_uj) AS BIGINT){extra} \
-         FROM {table} u {join} WHERE u.{time} >= $1 AND u.{time} < $3 AND ($4 = '' OR u.tenant = $4) {top} GROUP BY bucket, {column}{extra_group} ORDER BY bucket, {column}"
+         FROM {table} u {join} WHERE u.{time} >= $1 AND u.{time} < $3 {scope} {top} GROUP BY bucket, {column}{extra_group} ORDER BY bucket, {column}"
     );
-    let raw: Vec<(i64, String, i64, i64, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let raw = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(from)
         .bind(step_us)
-        .bind(to)
-        .bind(tenant.unwrap_or_default())
-        .fetch_all(&state.db.pool)
+        .bind(to);
+    let raw = match &tenant {
+        Some(t) => raw.bind(t.clone()),
+        None => raw,
+    };
+    let raw: Vec<(i64, String, i64, i64, String, i64)> = raw.fetch_all(&state.db.pool)
         .await?;
     let mut rows: Vec<UsageRow> = Vec::new();
     let mut costs: Vec<std::collections::BTreeMap<String, rust_decimal::Decimal>> = Vec::new();
     let mut tariffs: std::collections::HashMap<String, RegionTariffs> = std::collections::HashMap::new();
+    let mut last: Option<(i64, String)> = None;
     for (bucket, key, dynamic_uj, idle_uj, region, hour) in raw {
-        let same = rows.last().is_some_and(|r: &UsageRow| r.key == key && r.start == crate::params::format_time(bucket));
-        if !same {
-            rows.push(UsageRow { start: crate::params::format_time(bucket), key, dynamic_uj: 0, idle_uj: 0, energy_uj: 0, kwh: 0.0, cost: Default::default() });
+        // Rows come ordered by bucket and key; with cost, several per pair.
+        if last.as_ref().is_none_or(|(b, k)| *b != bucket || *k != key) {
+            rows.push(UsageRow { start: crate::params::format_time(bucket), key: key.clone(), dynamic_uj: 0, idle_uj: 0, energy_uj: 0, kwh: 0.0, cost: Default::default() });
             costs.push(Default::default());
+            last = Some((bucket, key));
         }
         let r = rows.last_mut().expect("pushed above");
         r.dynamic_uj += dynamic_uj;
@@ -146,5 +184,6 @@ pub async fn handler(req: HttpRequest, state: web::Data<AppState>, q: web::Query
             r.cost.insert(cur, format_minor(to_minor(amount / rust_decimal::Decimal::from(UJ_PER_KWH), exp)?, exp));
         }
     }
-    Ok(HttpResponse::Ok().json(Usage { from: q.from.clone(), to: q.to.clone(), aggregate: q.aggregate.clone(), step: q.step.clone(), rows }))
+    let out = Usage { from: q.from.clone(), to: q.to.clone(), aggregate: q.aggregate.clone(), step: q.step.clone(), rows };
+    serde_json::to_vec(&out).map(web::Bytes::from).map_err(|e| ApiError::Database(format!("encoding usage: {e}")))
 }

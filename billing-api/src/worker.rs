@@ -257,6 +257,7 @@ impl Worker {
             }
             sqlx::query("UPDATE intervals SET model_id = $1 WHERE host = $2 AND seq = $3").bind(model_id).bind(&host).bind(a.seq as i64).execute(&mut *tx).await?;
         }
+        crate::db::bump_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }

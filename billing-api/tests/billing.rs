@@ -28,7 +28,7 @@ async fn spawn() -> App {
     let db = common::test_db(dir.path()).await;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_with(listener, db.clone(), Settings { issuer: "FW".into(), idle_policy: "reservation".into(), daily_rollups: true }).unwrap());
+    tokio::spawn(serve_with(listener, db.clone(), Settings { issuer: "FW".into(), idle_policy: "reservation".into(), daily_rollups: true, usage_cache: true }).unwrap());
     let ops = create_key(&db, Role::Ops, None).await.unwrap().secret;
     let finance = create_key(&db, Role::Finance, None).await.unwrap().secret;
     App { addr, db, dir, ops, finance }
@@ -69,6 +69,8 @@ async fn usage(db: &Db, hour: &str, host: &str, vm: &str, tenant: &str, domain: 
         .await
         .unwrap();
     }
+    // As the attribution worker does with each write: cached usage answers expire.
+    sqlx::query("UPDATE ledger_generation SET gen = gen + 1").execute(&db.pool).await.unwrap();
 }
 
 /// Two tenants, two hosts in two regions, a VM that migrates mid-month,
@@ -126,6 +128,19 @@ async fn invoices_carry_exact_energy_carbon_and_cost_through_their_lifecycle() {
     let acme_key = create_key(&app.db, Role::Tenant, Some("acme")).await.unwrap().secret;
     let beta_key = create_key(&app.db, Role::Tenant, Some("beta")).await.unwrap().secret;
 
+    // Finance's view by region, priced per hour (time of use): DE 0.33 + 0.06 + 0.50 (acme) + 0.30 (beta), FR 0.40.
+    let q = "/v1/usage?from=2026-10-01T00:00:00Z&to=2026-11-01T00:00:00Z&aggregate=region&step=window&cost=true";
+    let by_region = ok(&app, "GET", q, &app.finance, Value::Null).await;
+    let rows = by_region["rows"].as_array().unwrap();
+    let de = rows.iter().find(|r| r["key"] == "DE").unwrap();
+    assert_eq!(de["energy_uj"].as_i64().unwrap(), 33 * KWH / 10, "core-0 lies inside package-0: {de}");
+    assert_eq!(de["cost"]["EUR"], "1.19", "{de}");
+    assert_eq!(rows.iter().find(|r| r["key"] == "FR").unwrap()["cost"]["EUR"], "0.40");
+    let (_, head, _) = request(app.addr, "GET", q, Some(&app.finance), &[], b"").await;
+    assert!(head.contains("x-cache: hit"), "the same query again is answered from the cache: {head}");
+    let (_, own) = call(&app, "GET", q, &acme_key, Value::Null).await;
+    assert_eq!(own["rows"].as_array().unwrap().iter().find(|r| r["key"] == "DE").unwrap()["cost"]["EUR"], "0.89", "a tenant's own usage only, cached apart: {own}");
+
     let inv = ok(&app, "POST", "/v1/tenants/acme/invoices", &app.finance, json!({"period": "2026-10"})).await;
     assert_eq!(inv["status"], "draft");
     assert!(inv["number"].is_null());
@@ -178,6 +193,8 @@ async fn invoices_carry_exact_energy_carbon_and_cost_through_their_lifecycle() {
 
     // Late data for October arrives after it was invoiced: 0.5 kWh at 10:00 on the 7th (yearly 350 g).
     usage(&app.db, "2026-10-07T10:00:00Z", "h-de", "acme-1", "acme", "package-0", KWH / 2, 0).await;
+    let (_, head, body) = request(app.addr, "GET", q, Some(&app.finance), &[], b"").await;
+    assert!(!head.contains("x-cache: hit") && String::from_utf8_lossy(&body).contains("\"EUR\":\"1.34\""), "a new generation is recomputed: {}", String::from_utf8_lossy(&body));
     let nov_a = ok(&app, "POST", "/v1/tenants/acme/invoices", &app.finance, json!({"period": "2026-11"})).await;
     let nov_b = ok(&app, "POST", "/v1/tenants/beta/invoices", &app.finance, json!({"period": "2026-11"})).await;
     // Both issued concurrently: consecutive numbers, no gap.
