@@ -44,7 +44,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { issuer: "FW".into(), idle_policy: "observed".into(), daily_rollups: true, usage_cache: true }
+        Settings { issuer: "FW".into(), idle_policy: "reservation".into(), daily_rollups: true, usage_cache: true }
     }
 }
 

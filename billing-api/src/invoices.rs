@@ -235,15 +235,33 @@ pub async fn draft(state: &AppState, ctx: &mut Context, tenant: &str, from: i64,
             id
         }
     };
-    if issue_now {
-        sqlx::query("UPDATE invoices SET status = 'issued', issued_us = $1 WHERE id = $2 AND status = 'draft'").bind(now_us()).bind(&id).execute(&mut *tx).await?;
-        let number = take_number(&mut tx, &state.issuer).await?;
-        sqlx::query("UPDATE invoices SET number = $1 WHERE id = $2").bind(&number).bind(&id).execute(&mut *tx).await?;
-    }
     write_lines(&mut tx, &id, &lines).await?;
     set_totals(&mut tx, &id, &lines, &m).await?;
+    if issue_now {
+        finalise(&mut tx, &state.issuer, &id).await?;
+    }
     tx.commit().await?;
     Ok(id)
+}
+
+/// Numbers a draft and flips it to issued, last in its transaction (the
+/// store refuses any change to an issued invoice's lines or totals).
+async fn finalise(tx: &mut sqlx::AnyConnection, issuer: &str, id: &str) -> Result<String> {
+    let number = take_number(&mut *tx, issuer).await?;
+    flip(tx, id, number).await
+}
+
+async fn flip(tx: &mut sqlx::AnyConnection, id: &str, number: String) -> Result<String> {
+    let done = sqlx::query("UPDATE invoices SET status = 'issued', issued_us = $1, number = $2 WHERE id = $3 AND status = 'draft'")
+        .bind(now_us())
+        .bind(&number)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::Conflict(format!("invoice {id} is no longer a draft")));
+    }
+    Ok(number)
 }
 
 async fn take_number(tx: &mut sqlx::AnyConnection, issuer: &str) -> Result<String> {
@@ -270,17 +288,17 @@ pub async fn issue(state: &AppState, ctx: &mut Context, id: &str) -> Result<()> 
     let currency = tenant_currency(state, &tenant).await?;
     let (lines, m) = lines_for(state, ctx, &tenant, &currency, from, to).await?;
     let mut tx = state.db.begin_write().await?;
-    // The flip first: a concurrent issuer waits on this row, then finds it issued.
-    let flipped = sqlx::query("UPDATE invoices SET status = 'issued', issued_us = $1 WHERE id = $2 AND status = 'draft'").bind(now_us()).bind(id).execute(&mut *tx).await?;
-    if flipped.rows_affected() == 0 {
+    // Claim the draft first: a concurrent issuer waits on this row (SQLite:
+    // on the write lock), then finds it issued and takes no number.
+    let claimed = sqlx::query("UPDATE invoices SET computed_us = $1 WHERE id = $2 AND status = 'draft'").bind(now_us()).bind(id).execute(&mut *tx).await?;
+    if claimed.rows_affected() == 0 {
         drop(tx);
         let (s,): (String,) = sqlx::query_as("SELECT status FROM invoices WHERE id = $1").bind(id).fetch_one(&state.db.pool).await?;
         return if s == "issued" { Ok(()) } else { Err(ApiError::Conflict(format!("invoice {id} is {s}"))) };
     }
-    let number = take_number(&mut tx, &state.issuer).await?;
-    sqlx::query("UPDATE invoices SET number = $1 WHERE id = $2").bind(&number).bind(id).execute(&mut *tx).await?;
     write_lines(&mut tx, id, &lines).await?;
     set_totals(&mut tx, id, &lines, &m).await?;
+    finalise(&mut tx, &state.issuer, id).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -312,6 +330,10 @@ pub async fn credit(state: &AppState, id: &str, reason: &str, only: &[i64]) -> R
         return Err(ApiError::Conflict(format!("invoice {id} is a {} {}; only issued invoices are credited", inv.status, inv.kind)));
     }
     let mut tx = state.db.begin_write().await?;
+    // The number first: its counter row serializes credit notes of an
+    // issuer (PostgreSQL), so two at once cannot both credit a line; a
+    // refusal below rolls the number back with everything else.
+    let number = take_number(&mut tx, &state.issuer).await?;
     let credited: Vec<(i64,)> = sqlx::query_as(
         "SELECT l.line_no FROM invoice_lines l JOIN invoices c ON c.id = l.invoice_id WHERE c.corrects = $1 AND c.kind = 'credit_note' AND c.status = 'issued'",
     )
@@ -346,7 +368,7 @@ pub async fn credit(state: &AppState, id: &str, reason: &str, only: &[i64]) -> R
     let (from, to) = (parse_time_us(&inv.period_start)?, parse_time_us(&inv.period_end)?);
     sqlx::query(
         "INSERT INTO invoices (id, tenant, kind, status, issuer, period_start_us, period_end_us, currency, total_minor, energy_uj, co2_location_mg, co2_market_mg, \
-         co2_embodied_mg, methodology, corrects, reason, computed_us, created_us, issued_us) VALUES ($1, $2, 'credit_note', 'issued', $3, $4, $5, $6, 0, 0, 0, 0, 0, '{}', $7, $8, $9, $9, $9)",
+         co2_embodied_mg, methodology, corrects, reason, computed_us, created_us) VALUES ($1, $2, 'credit_note', 'draft', $3, $4, $5, $6, 0, 0, 0, 0, 0, '{}', $7, $8, $9, $9)",
     )
     .bind(&cid)
     .bind(&inv.tenant)
@@ -359,11 +381,10 @@ pub async fn credit(state: &AppState, id: &str, reason: &str, only: &[i64]) -> R
     .bind(now_us())
     .execute(&mut *tx)
     .await?;
-    let number = take_number(&mut tx, &state.issuer).await?;
-    sqlx::query("UPDATE invoices SET number = $1 WHERE id = $2").bind(&number).bind(&cid).execute(&mut *tx).await?;
     write_lines(&mut tx, &cid, &lines).await?;
     let m = Methodology { notes: vec![format!("credit note for {} ({id}): {reason}", inv.number.clone().unwrap_or_default())], ..inv.methodology.clone() };
     set_totals(&mut tx, &cid, &lines, &m).await?;
+    flip(&mut tx, &cid, number).await?;
     tx.commit().await?;
     Ok(cid)
 }
@@ -468,7 +489,9 @@ pub async fn load(state: &AppState, id: &str) -> Result<Invoice> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeriodBody {
-    pub period: String,
+    /// `YYYY-MM` or `START/END`; absent: the last whole calendar month.
+    #[serde(default)]
+    pub period: Option<String>,
     /// Issue at once (default: leave a draft).
     #[serde(default)]
     pub issue: bool,
@@ -490,7 +513,7 @@ fn ctx_of(state: &AppState) -> Context {
 pub async fn post_tenant_invoice(req: HttpRequest, state: web::Data<AppState>, tenant: web::Path<String>, body: web::Bytes) -> Result<HttpResponse> {
     authenticate(&state.db, &req).await?.require(&[Role::Finance])?;
     let b: PeriodBody = json_body(&body)?;
-    let (from, to) = parse_period(&b.period)?;
+    let (from, to) = parse_period(&b.period.unwrap_or_else(crate::params::last_month))?;
     let mut ctx = ctx_of(&state);
     let id = draft(&state, &mut ctx, &tenant, from, to, b.issue).await?;
     Ok(HttpResponse::Created().json(load(&state, &id).await?))
@@ -508,13 +531,17 @@ pub struct Summary {
     pub energy_kwh: f64,
 }
 
-pub async fn list_tenant_invoices(req: HttpRequest, state: web::Data<AppState>, tenant: web::Path<String>) -> Result<HttpResponse> {
+pub async fn list_tenant_invoices(req: HttpRequest, state: web::Data<AppState>, tenant: web::Path<String>, page: web::Query<crate::params::Page>) -> Result<HttpResponse> {
     let who = authenticate(&state.db, &req).await?;
     who.require(&[Role::Tenant, Role::Finance])?;
     who.may_see(&tenant, "tenant")?;
+    let (limit, offset) = page.get()?;
     tenant_currency(&state, &tenant).await?;
-    let rows: Vec<InvoiceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE tenant = $1 ORDER BY period_start_us, created_us LIMIT 1000")))
-        .bind(tenant.as_str())
+    let rows: Vec<InvoiceRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE tenant = $1 ORDER BY period_start_us, created_us LIMIT $2 OFFSET $3")))
+            .bind(tenant.as_str())
+            .bind(limit)
+            .bind(offset)
         .fetch_all(&state.db.pool)
         .await?;
     let mut out = Vec::new();
@@ -612,5 +639,5 @@ pub async fn run(state: &AppState, period: &str, do_issue: bool) -> Result<RunRe
 pub async fn post_run(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse> {
     authenticate(&state.db, &req).await?.require(&[Role::Finance])?;
     let b: PeriodBody = json_body(&body)?;
-    Ok(HttpResponse::Ok().json(run(&state, &b.period, b.issue).await?))
+    Ok(HttpResponse::Ok().json(run(&state, &b.period.unwrap_or_else(crate::params::last_month), b.issue).await?))
 }

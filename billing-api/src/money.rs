@@ -201,10 +201,15 @@ pub async fn post_tariff(req: HttpRequest, state: web::Data<AppState>, body: web
     Ok(HttpResponse::Created().json(t))
 }
 
-pub async fn list_tariffs(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+pub async fn list_tariffs(req: HttpRequest, state: web::Data<AppState>, page: web::Query<crate::params::Page>) -> Result<HttpResponse> {
     authenticate(&state.db, &req).await?.require(&[Role::Finance, Role::Ops, Role::Placement])?;
+    let (limit, offset) = page.get()?;
     let rows: Vec<(String, String, String, String, String, i64, i64)> =
-        sqlx::query_as("SELECT id, region, currency, price_per_kwh, windows, utc_offset_min, valid_from_us FROM tariffs ORDER BY region, valid_from_us").fetch_all(&state.db.pool).await?;
+        sqlx::query_as("SELECT id, region, currency, price_per_kwh, windows, utc_offset_min, valid_from_us FROM tariffs ORDER BY region, valid_from_us LIMIT $1 OFFSET $2")
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&state.db.pool)
+            .await?;
     let out: Vec<Tariff> = rows
         .into_iter()
         .map(|(id, region, currency, price_per_kwh, w, utc_offset_min, v)| Tariff {

@@ -36,6 +36,7 @@ const fn r(method: &'static str, path: &'static str, summary: &'static str, role
 }
 
 const WINDOW: &[(&str, bool)] = &[("from", true), ("to", true)];
+const PAGE: &[(&str, bool)] = &[("limit", false), ("offset", false)];
 
 pub const ROUTES: &[Route] = &[
     Route { body: Some("Batch"), response: Some("IngestResult"), ..r("POST", "/v1/ingest", "Ingest a batch of interval records (idempotent by batch_id)", &[C], false) },
@@ -44,19 +45,19 @@ pub const ROUTES: &[Route] = &[
         response: Some("Usage"),
         ..r("GET", "/v1/usage", "Attributed energy and cost by tenant, region, host, VM or domain (tenant keys: their own VMs only)", &[T, F, O, P], false)
     },
-    Route { response: Some("Tenant"), ..r("GET", "/v1/tenants", "List tenants", &[F, O], false) },
+    Route { query: PAGE, response: Some("Tenant"), ..r("GET", "/v1/tenants", "List tenants", &[F, O], false) },
     Route { body: Some("TenantBody"), response: Some("Tenant"), ..r("PUT", "/v1/tenants/{id}", "Create or update a tenant", &[O, F], false) },
     Route { response: Some("Tenant"), ..r("GET", "/v1/tenants/{id}", "A tenant", &[T, F, O], true) },
-    Route { response: Some("Vm"), ..r("GET", "/v1/tenants/{id}/vms", "A tenant's VMs with their placements", &[T, F, O], true) },
-    Route { response: Some("Summary"), ..r("GET", "/v1/tenants/{id}/invoices", "A tenant's invoices and credit notes", &[T, F], true) },
+    Route { query: PAGE, response: Some("Vm"), ..r("GET", "/v1/tenants/{id}/vms", "A tenant's VMs with their placements", &[T, F, O], true) },
+    Route { query: PAGE, response: Some("Summary"), ..r("GET", "/v1/tenants/{id}/invoices", "A tenant's invoices and credit notes", &[T, F], true) },
     Route { body: Some("PeriodBody"), response: Some("Invoice"), ..r("POST", "/v1/tenants/{id}/invoices", "Draft (and optionally issue) the tenant's invoice for a period", &[F], false) },
     Route { body: Some("InstrumentBody"), response: Some("Instrument"), ..r("POST", "/v1/tenants/{id}/instruments", "Add a certificate or PPA (market-based carbon)", &[F], false) },
-    Route { response: Some("Host"), ..r("GET", "/v1/hosts", "List hosts", &[O, F, P], false) },
+    Route { query: PAGE, response: Some("Host"), ..r("GET", "/v1/hosts", "List hosts", &[O, F, P], false) },
     Route { body: Some("HostBody"), response: Some("Host"), ..r("PUT", "/v1/hosts/{id}", "Create or update a host (region, PUE, embodied carbon)", &[O], false) },
     Route { body: Some("VmBody"), response: Some("Vm"), ..r("PUT", "/v1/vms/{id}", "Create or update a VM; another host is a migration", &[O], false) },
     Route { response: Some("Vm"), ..r("GET", "/v1/vms/{id}", "A VM and its placements", &[T, F, O, P], true) },
     Route { response: Some("Vm"), ..r("DELETE", "/v1/vms/{id}", "End a VM", &[O], false) },
-    Route { response: Some("Tariff"), ..r("GET", "/v1/tariffs", "List tariffs", &[F, O, P], false) },
+    Route { query: PAGE, response: Some("Tariff"), ..r("GET", "/v1/tariffs", "List tariffs", &[F, O, P], false) },
     Route { body: Some("TariffBody"), response: Some("Tariff"), ..r("POST", "/v1/tariffs", "Add a tariff (price per kWh, time-of-use windows)", &[F], false) },
     Route { query: &[("region", true), ("from", true), ("to", true)], response: Some("IntensityPoint"), ..r("GET", "/v1/carbon/intensity", "Grid intensity per hour as billing reads it", &[T, F, O, P], false) },
     Route { query: &[("format", false)], response: Some("Invoice"), ..r("GET", "/v1/invoices/{id}", "An invoice as JSON, CSV or PDF (Accept or ?format=)", &[T, F], true) },

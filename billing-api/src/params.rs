@@ -40,6 +40,31 @@ pub fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed body: {e}")))
 }
 
+/// `?limit=&offset=` of list endpoints: at most [`Page::MAX`] items a page.
+#[derive(Clone, Copy, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    #[serde(default = "Page::default_limit")]
+    pub limit: i64,
+    #[serde(default)]
+    pub offset: i64,
+}
+
+impl Page {
+    pub const MAX: i64 = 1000;
+    fn default_limit() -> i64 {
+        100
+    }
+
+    /// The checked `(limit, offset)`.
+    pub fn get(&self) -> Result<(i64, i64)> {
+        if !(1..=Self::MAX).contains(&self.limit) || self.offset < 0 {
+            return Err(ApiError::BadRequest(format!("limit must be 1–{} and offset not negative", Self::MAX)));
+        }
+        Ok((self.limit, self.offset))
+    }
+}
+
 /// A billing period: `YYYY-MM` (a calendar month, UTC), or
 /// `START/END` in RFC 3339 on whole hours. Returns `[start, end)` in µs.
 pub fn parse_period(s: &str) -> Result<(i64, i64)> {
@@ -60,6 +85,14 @@ pub fn parse_period(s: &str) -> Result<(i64, i64)> {
     let next = if m == 12 { NaiveDate::from_ymd_opt(y + 1, 1, 1) } else { NaiveDate::from_ymd_opt(y, m + 1, 1) }.ok_or_else(bad)?;
     let us = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight")).timestamp_micros();
     Ok((us(first), us(next)))
+}
+
+/// The last whole calendar month (UTC) before now, as `YYYY-MM`: the
+/// default billing period.
+pub fn last_month() -> String {
+    let now = Utc::now();
+    let (y, m) = if now.month() == 1 { (now.year() - 1, 12) } else { (now.year(), now.month() - 1) };
+    format!("{y:04}-{m:02}")
 }
 
 /// The calendar month `YYYY-MM` that starts at `start_us`, if it is one.
@@ -86,6 +119,8 @@ mod tests {
             assert!(parse_period(bad).is_err(), "{bad}");
         }
         assert!(month_name(s, s + DAY_US).is_none());
+        let (a, b) = parse_period(&last_month()).unwrap();
+        assert!(b <= Utc::now().timestamp_micros() && Utc::now().timestamp_micros() - b < 31 * DAY_US && b - a >= 28 * DAY_US);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::auth::{Role, authenticate};
 use crate::db::{Db, now_us};
 use crate::error::{ApiError, Result};
 use crate::money::minor_exponent;
-use crate::params::{check_id, format_time, json_body, parse_time};
+use crate::params::{Page, check_id, format_time, json_body, parse_time};
 
 const YEAR_S: f64 = 365.25 * 86_400.0;
 
@@ -152,9 +152,11 @@ pub async fn get_tenant(req: HttpRequest, state: web::Data<AppState>, id: web::P
     ok_json(&get_tenant_row(&state, &id).await?)
 }
 
-pub async fn list_tenants(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+pub async fn list_tenants(req: HttpRequest, state: web::Data<AppState>, page: web::Query<Page>) -> Result<HttpResponse> {
     authenticate(&state.db, &req).await?.require(&[Role::Finance, Role::Ops])?;
-    let rows: Vec<(String, String, String, i64)> = sqlx::query_as("SELECT id, name, currency, created_us FROM tenants ORDER BY id").fetch_all(&state.db.pool).await?;
+    let (limit, offset) = page.get()?;
+    let rows: Vec<(String, String, String, i64)> =
+        sqlx::query_as("SELECT id, name, currency, created_us FROM tenants ORDER BY id LIMIT $1 OFFSET $2").bind(limit).bind(offset).fetch_all(&state.db.pool).await?;
     let out: Vec<Tenant> = rows.into_iter().map(|(id, name, currency, c)| Tenant { id, name, currency, created: format_time(c) }).collect();
     ok_json(&out)
 }
@@ -162,7 +164,7 @@ pub async fn list_tenants(req: HttpRequest, state: web::Data<AppState>) -> Resul
 pub async fn put_host(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>, body: web::Bytes) -> Result<HttpResponse> {
     authenticate(&state.db, &req).await?.require(&[Role::Ops])?;
     upsert_host(&state.db, &id, &json_body(&body)?).await?;
-    ok_json(&host_rows(&state, Some(&id)).await?.remove(0))
+    ok_json(&host_rows(&state, Some(&id), (1, 0)).await?.remove(0))
 }
 
 pub async fn upsert_host(db: &Db, id: &str, b: &HostBody) -> Result<()> {
@@ -203,10 +205,12 @@ pub async fn upsert_host(db: &Db, id: &str, b: &HostBody) -> Result<()> {
     Ok(())
 }
 
-async fn host_rows(state: &AppState, id: Option<&str>) -> Result<Vec<Host>> {
+async fn host_rows(state: &AppState, id: Option<&str>, (limit, offset): (i64, i64)) -> Result<Vec<Host>> {
     let rows: Vec<(String, String, i64, i64, i64, i64, i64)> =
-        sqlx::query_as("SELECT id, region, pue_milli, embodied_gco2e, lifetime_s, vcpus, memory_mib FROM hosts WHERE ($1 = '' OR id = $1) ORDER BY id")
+        sqlx::query_as("SELECT id, region, pue_milli, embodied_gco2e, lifetime_s, vcpus, memory_mib FROM hosts WHERE ($1 = '' OR id = $1) ORDER BY id LIMIT $2 OFFSET $3")
             .bind(id.unwrap_or(""))
+            .bind(limit)
+            .bind(offset)
             .fetch_all(&state.db.pool)
             .await?;
     Ok(rows
@@ -223,9 +227,9 @@ async fn host_rows(state: &AppState, id: Option<&str>) -> Result<Vec<Host>> {
         .collect())
 }
 
-pub async fn list_hosts(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+pub async fn list_hosts(req: HttpRequest, state: web::Data<AppState>, page: web::Query<Page>) -> Result<HttpResponse> {
     authenticate(&state.db, &req).await?.require(&[Role::Ops, Role::Finance, Role::Placement])?;
-    ok_json(&host_rows(&state, None).await?)
+    ok_json(&host_rows(&state, None, page.get()?).await?)
 }
 
 pub async fn put_vm(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>, body: web::Bytes) -> Result<HttpResponse> {
@@ -382,12 +386,14 @@ pub async fn get_vm(req: HttpRequest, state: web::Data<AppState>, id: web::Path<
     ok_json(&vm)
 }
 
-pub async fn list_tenant_vms(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse> {
+pub async fn list_tenant_vms(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>, page: web::Query<Page>) -> Result<HttpResponse> {
     let who = authenticate(&state.db, &req).await?;
     who.require(&[Role::Tenant, Role::Finance, Role::Ops])?;
     who.may_see(&id, "tenant")?;
+    let (limit, offset) = page.get()?;
     get_tenant_row(&state, &id).await?;
-    let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM vms WHERE tenant = $1 ORDER BY id").bind(id.as_str()).fetch_all(&state.db.pool).await?;
+    let ids: Vec<(String,)> =
+        sqlx::query_as("SELECT id FROM vms WHERE tenant = $1 ORDER BY id LIMIT $2 OFFSET $3").bind(id.as_str()).bind(limit).bind(offset).fetch_all(&state.db.pool).await?;
     let mut out = Vec::with_capacity(ids.len());
     for (vm,) in ids {
         out.push(vm_row(&state, &vm).await?);

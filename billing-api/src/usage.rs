@@ -28,6 +28,8 @@ use crate::money::{RegionTariffs, UJ_PER_KWH, format_minor, minor_exponent, to_m
 use crate::params::{DAY_US, HOUR_US};
 
 const MAX_WINDOW_US: i64 = 400 * 24 * HOUR_US;
+/// Rows in one answer at most; a larger step or window split is asked for beyond it.
+pub const MAX_ROWS: usize = 100_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,6 +177,9 @@ async fn answer(state: &AppState, who: &crate::auth::Principal, q: &UsageQuery) 
                 *costs.last_mut().expect("pushed above").entry(t.currency.clone()).or_default() += rust_decimal::Decimal::from(dynamic_uj + idle_uj) * t.at(hour);
             }
         }
+    }
+    if rows.len() > MAX_ROWS {
+        return Err(ApiError::BadRequest(format!("{} rows; at most {MAX_ROWS} in one answer: ask for a larger step or a shorter window", rows.len())));
     }
     for (r, c) in rows.iter_mut().zip(costs) {
         r.energy_uj = r.dynamic_uj + r.idle_uj;

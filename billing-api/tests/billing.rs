@@ -128,6 +128,13 @@ async fn invoices_carry_exact_energy_carbon_and_cost_through_their_lifecycle() {
     let acme_key = create_key(&app.db, Role::Tenant, Some("acme")).await.unwrap().secret;
     let beta_key = create_key(&app.db, Role::Tenant, Some("beta")).await.unwrap().secret;
 
+    // Lists are paged: at most 1000 a page.
+    let page = ok(&app, "GET", "/v1/tenants?limit=1&offset=1", &app.finance, Value::Null).await;
+    assert_eq!(page.as_array().unwrap().len(), 1);
+    assert_eq!(page[0]["id"], "beta");
+    for bad in ["/v1/tenants?limit=0", "/v1/tenants?limit=1001", "/v1/hosts?offset=-1", "/v1/tenants?size=5"] {
+        assert_eq!(call(&app, "GET", bad, &app.finance, Value::Null).await.0, 400, "{bad}");
+    }
     // Finance's view by region, priced per hour (time of use): DE 0.33 + 0.06 + 0.50 (acme) + 0.30 (beta), FR 0.40.
     let q = "/v1/usage?from=2026-10-01T00:00:00Z&to=2026-11-01T00:00:00Z&aggregate=region&step=window&cost=true";
     let by_region = ok(&app, "GET", q, &app.finance, Value::Null).await;
@@ -238,8 +245,34 @@ async fn invoices_carry_exact_energy_carbon_and_cost_through_their_lifecycle() {
     let cn = ok(&app, "POST", &format!("/v1/invoices/{id}/credit-notes"), &app.finance, json!({"reason": "meter fault", "lines": [1]})).await;
     assert_eq!(cn["kind"], "credit_note");
     assert_eq!(cn["number"], "FW-000005");
+    assert_eq!(cn["corrects"], id.as_str());
     assert_eq!(cn["total_minor"].as_i64().unwrap(), -80);
     assert_eq!(call(&app, "POST", &format!("/v1/invoices/{id}/credit-notes"), &app.finance, json!({"reason": "again", "lines": [1]})).await.0, 409);
+    // Four credits of line 2 at once: one is issued, the others refused, no number lost.
+    let credits: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, key, path) = (app.addr, app.finance.clone(), format!("/v1/invoices/{id}/credit-notes"));
+            tokio::spawn(async move { request(addr, "POST", &path, Some(&key), &[], br#"{"reason": "dup", "lines": [2]}"#).await.0 })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for c in credits {
+        codes.push(c.await.unwrap());
+    }
+    codes.sort();
+    assert_eq!(codes, [201, 409, 409, 409]);
+    let numbers: Vec<(String,)> = sqlx::query_as("SELECT number FROM invoices WHERE number IS NOT NULL ORDER BY number").fetch_all(&app.db.pool).await.unwrap();
+    let numbers: Vec<String> = numbers.into_iter().map(|(n,)| n).collect();
+    assert_eq!(numbers, (1..=numbers.len()).map(|n| format!("FW-{n:06}")).collect::<Vec<_>>(), "gap-free");
+    // The store itself refuses to change an issued invoice, whatever code asks.
+    for sql in [
+        "UPDATE invoice_lines SET cost_minor = 1 WHERE line_no = 1 AND invoice_id = $1",
+        "DELETE FROM invoice_lines WHERE invoice_id = $1",
+        "UPDATE invoices SET total_minor = 0 WHERE id = $1",
+        "DELETE FROM invoices WHERE id = $1",
+    ] {
+        assert!(sqlx::query(sql).bind(&id).execute(&app.db.pool).await.is_err(), "{sql} was allowed");
+    }
     assert_eq!(call(&app, "POST", &format!("/v1/invoices/{id}/credit-notes"), &app.finance, json!({"reason": "", "lines": [2]})).await.0, 400);
 
     // Tenants see their own invoices only; a tenant key cannot issue.
@@ -305,12 +338,12 @@ async fn focus(app: &App) {
     assert_eq!(cols, fairwatt_billing_api::focus::COLUMNS);
     let at = |c: &str| cols.iter().position(|x| x == c).unwrap();
     let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
-    // acme 8 lines + beta 3 + the credit note's 1.
-    assert_eq!(rows.len(), 12);
+    // acme 8 lines + beta 3 + the two credit notes' 1 each.
+    assert_eq!(rows.len(), 13);
     let billed: f64 = rows.iter().map(|x| x[at("BilledCost")].parse::<f64>().unwrap()).sum();
-    assert!((billed - (1.82 + 0.45 - 0.80)).abs() < 1e-9, "{billed}");
+    assert!((billed - (1.82 + 0.45 - 0.80 - 0.06)).abs() < 1e-9, "{billed}");
     let corrections = rows.iter().filter(|x| &x[at("ChargeClass")] == "Correction").count();
-    assert_eq!(corrections, 1);
+    assert_eq!(corrections, 2);
     assert!(rows.iter().all(|x| x[at("BillingPeriodStart")] == *"2026-10-01T00:00:00Z" && x[at("ConsumedUnit")] == *"kWh"));
     assert_eq!(call(app, "GET", "/v1/exports/focus?period=2026-10", &app.ops, Value::Null).await.0, 403);
 
@@ -328,4 +361,28 @@ async fn focus(app: &App) {
     let out = std::process::Command::new(venv.join("bin/focus-validator")).current_dir(&site).arg("--data-file").arg(&file).args(["--validate-version", "1.0"]).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && text.lines().any(|l| l.trim() == "Validation succeeded."), "focus-validator:\n{text}");
+}
+
+/// The real intensity files, imported whole into the store (skipped when
+/// ../shared/data is absent).
+#[tokio::test]
+async fn the_shared_intensity_files_import_whole() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/grid-intensity");
+    if !dir.exists() {
+        eprintln!("{} is absent: the real-file import test is skipped", dir.display());
+        return;
+    }
+    let app = spawn().await;
+    for (file, at_least) in [("ember_country_grid_intensity_latest.csv", 200), ("electricitymaps_zone_grid_intensity_yearly_2021_2025.csv", 1500)] {
+        let r = fairwatt_billing_api::carbon::import_file(&app.db, &dir.join(file)).await.unwrap();
+        assert!(r.rows >= at_least, "{file}: {r:?}");
+    }
+    // Germany has an Ember (DEU) and an Electricity Maps (DE) series; a 2026 hour falls back to the latest year.
+    for region in ["DEU", "DE", "FR"] {
+        let v = ok(&app, "GET", &format!("/v1/carbon/intensity?region={region}&from=2026-11-01T00:00:00Z&to=2026-11-01T03:00:00Z"), &app.finance, Value::Null).await;
+        let pts = v.as_array().unwrap();
+        assert_eq!(pts.len(), 3, "{region}: {v}");
+        let g = pts[0]["gco2e_per_kwh"].as_f64().unwrap();
+        assert!(g > 0.0 && g < 1000.0, "{region}: {v}");
+    }
 }

@@ -154,6 +154,18 @@ async fn usage_reads_the_ledger(db: &Db) {
     }
     let (_, b) = common::get(addr, &q("tenant", "window"), Some(&acme)).await;
     assert!(!b.contains("tenant-2"), "{b}");
+    // The placement engine's view: mean watts over the window, from the same ledger.
+    let placement = create_key(db, Role::Placement, None).await.unwrap().secret;
+    let (s, b) = common::get(addr, &format!("/v1/placement/power?from={from}&to={to}"), Some(&placement)).await;
+    assert_eq!(s, 200, "{b}");
+    let hosts: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let secs = (to.as_micros() - from.as_micros()) as f64 / 1e6;
+    let vm_j: f64 = hosts.as_array().unwrap().iter().flat_map(|h| h["vms"].as_array().unwrap()).map(|v| v["dynamic_w"].as_f64().unwrap() + v["idle_w"].as_f64().unwrap()).sum::<f64>() * secs;
+    assert!((vm_j - ledger_total as f64 / 1e6).abs() < 1e-6 * vm_j.max(1.0), "{vm_j} J against {ledger_total} µJ");
+    let measured = scalar(db, &format!("SELECT CAST(SUM(measured_uj) AS BIGINT) FROM ledger_domains WHERE {top}")).await;
+    let host_j: f64 = hosts.as_array().unwrap().iter().map(|h| h["measured_w"].as_f64().unwrap()).sum::<f64>() * secs;
+    assert!((host_j - measured as f64 / 1e6).abs() < 1e-6 * host_j.max(1.0), "{host_j} J against {measured} µJ");
+    assert_eq!(common::get(addr, &format!("/v1/placement/power?from={from}&to={to}"), Some(&acme)).await.0, 403);
     assert_eq!(common::get(addr, &q("tenant", "window"), Some(&collector)).await.0, 403);
     assert_eq!(common::get(addr, &q("tenant", "window"), None).await.0, 401);
     for bad in [
