@@ -98,7 +98,7 @@ impl Context {
                 .collect();
             self.hosts = Some(hosts);
         }
-        if !self.models.contains_key(&(from, to)) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.models.entry((from, to)) {
             let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
                 "SELECT m.host, m.method, m.version, COUNT(*) FROM intervals i JOIN models m ON m.id = i.model_id WHERE i.start_us >= $1 AND i.start_us < $2 GROUP BY m.host, m.method, m.version ORDER BY m.host, m.version",
             )
@@ -110,7 +110,7 @@ impl Context {
             for (host, method, version, n) in rows {
                 per.entry(host.clone()).or_default().push(format!("{host}: {method} v{version} ({n} intervals)"));
             }
-            self.models.insert((from, to), per);
+            slot.insert(per);
         }
         Ok(())
     }

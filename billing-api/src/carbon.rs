@@ -160,7 +160,8 @@ pub struct Held {
 }
 
 pub async fn instruments_of(db: &Db, tenant: &str, from: i64, to: i64) -> Result<Vec<Held>> {
-    let rows: Vec<(String, Option<String>, i64, i64, Option<i64>, i64)> = sqlx::query_as(
+    type Row = (String, Option<String>, i64, i64, Option<i64>, i64);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, region, from_us, to_us, volume_kwh, mg_per_kwh FROM carbon_instruments WHERE tenant = $1 AND from_us < $2 AND to_us > $3 ORDER BY from_us, id",
     )
     .bind(tenant)

@@ -90,7 +90,8 @@ async fn lines_for(state: &AppState, ctx: &mut Context, tenant: &str, currency: 
     .await?;
     for (s, e) in earlier {
         let (now, _) = compute(&state.db, ctx, tenant, currency, s, e).await?;
-        let billed: Vec<(String, String, String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        type Billed = (String, String, String, i64, i64, i64, i64, i64);
+        let billed: Vec<Billed> = sqlx::query_as(
             "SELECT l.vm, l.region, l.charge, CAST(SUM(l.energy_uj) AS BIGINT), CAST(SUM(l.co2_location_mg) AS BIGINT), CAST(SUM(l.co2_market_mg) AS BIGINT), \
              CAST(SUM(l.co2_embodied_mg) AS BIGINT), CAST(SUM(l.cost_minor) AS BIGINT) FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id \
              WHERE i.tenant = $1 AND i.kind = 'invoice' AND i.status = 'issued' AND l.usage_start_us = $2 AND l.usage_end_us = $3 GROUP BY l.vm, l.region, l.charge",

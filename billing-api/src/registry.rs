@@ -370,7 +370,8 @@ pub async fn delete_vm(req: HttpRequest, state: web::Data<AppState>, id: web::Pa
 }
 
 async fn vm_row(state: &AppState, id: &str) -> Result<Vm> {
-    let row: Option<(String, String, String, i64, i64, i64, Option<i64>)> =
+    type Row = (String, String, String, i64, i64, i64, Option<i64>);
+    let row: Option<Row> =
         sqlx::query_as("SELECT id, tenant, flavor, vcpus, memory_mib, created_us, deleted_us FROM vms WHERE id = $1").bind(id).fetch_optional(&state.db.pool).await?;
     let (id, tenant, flavor, vcpus, memory_mib, created, deleted) = row.ok_or_else(|| ApiError::NotFound("no such VM".into()))?;
     let ps: Vec<(String, i64, Option<i64>)> = sqlx::query_as("SELECT host, from_us, to_us FROM vm_placements WHERE vm = $1 ORDER BY from_us").bind(&id).fetch_all(&state.db.pool).await?;
@@ -406,8 +407,9 @@ pub async fn list_tenant_vms(req: HttpRequest, state: web::Data<AppState>, id: w
 /// host other than its current one, later than its placement began).
 pub async fn check_batch(tx: &mut sqlx::AnyConnection, records: &[IntervalRecord]) -> Result<()> {
     let mut hosts: BTreeMap<&str, ()> = BTreeMap::new();
-    // Per VM: the tenant claimed and its first sighting per host.
-    let mut vms: BTreeMap<&str, (Option<&str>, BTreeMap<i64, &str>, usize)> = BTreeMap::new();
+    // Per VM: the tenant claimed, its sightings (start → host) and the first record naming it.
+    type Seen<'a> = (Option<&'a str>, BTreeMap<i64, &'a str>, usize);
+    let mut vms: BTreeMap<&str, Seen> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {
         hosts.insert(r.host.as_str(), ());
         for v in &r.vms {

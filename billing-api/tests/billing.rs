@@ -50,6 +50,7 @@ fn us(t: &str) -> i64 {
     fairwatt_billing_api::params::parse_time("t", t).unwrap()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn usage(db: &Db, hour: &str, host: &str, vm: &str, tenant: &str, domain: &str, dynamic: i64, idle: i64) {
     let top = !domain.starts_with("core");
     for (table, col, at) in [("usage_hourly", "hour_us", us(hour)), ("usage_daily", "day_us", us(hour) / 86_400_000_000 * 86_400_000_000)] {
