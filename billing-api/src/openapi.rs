@@ -41,7 +41,7 @@ const PAGE: &[(&str, bool)] = &[("limit", false), ("offset", false)];
 pub const ROUTES: &[Route] = &[
     Route { body: Some("Batch"), response: Some("IngestResult"), ..r("POST", "/v1/ingest", "Ingest a batch of interval records (idempotent by batch_id)", &[C], false) },
     Route {
-        query: &[("from", true), ("to", true), ("aggregate", false), ("step", false), ("cost", false)],
+        query: &[("from", false), ("to", false), ("window", false), ("aggregate", false), ("step", false), ("cost", false)],
         response: Some("Usage"),
         ..r("GET", "/v1/usage", "Attributed energy and cost by tenant, region, host, VM or domain (tenant keys: their own VMs only)", &[T, F, O, P], false)
     },

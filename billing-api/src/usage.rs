@@ -34,8 +34,14 @@ pub const MAX_ROWS: usize = 100_000;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
-    pub from: String,
-    pub to: String,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    /// OpenCost's form instead of from/to: `24h`, `7d`, `today`,
+    /// `yesterday`, `month`, `lastmonth`, or `START,END` (RFC 3339).
+    #[serde(default)]
+    pub window: Option<String>,
     #[serde(default = "default_aggregate")]
     pub aggregate: String,
     #[serde(default = "default_step")]
@@ -89,7 +95,8 @@ pub async fn handler(req: HttpRequest, state: web::Data<AppState>, q: web::Query
     let Some(cache) = &state.usage_cache else {
         return Ok(HttpResponse::Ok().content_type("application/json").body(answer(&state, &who, &q).await?));
     };
-    let key = format!("{}|{}|{}|{}|{}|{}", who.scope().unwrap_or("*"), q.from, q.to, q.aggregate, q.step, q.cost);
+    let (from, to) = window(&q, crate::db::now_us())?;
+    let key = format!("{}|{from}|{to}|{}|{}|{}", who.scope().unwrap_or("*"), q.aggregate, q.step, q.cost);
     let generation = crate::db::generation(&state.db.pool).await?;
     let hit = cache.0.lock().ok().and_then(|c| c.get(&key).filter(|(g, _)| *g == generation).map(|(_, b)| b.clone()));
     if let Some(body) = hit {
@@ -105,8 +112,50 @@ pub async fn handler(req: HttpRequest, state: web::Data<AppState>, q: web::Query
     Ok(HttpResponse::Ok().content_type("application/json").body(body))
 }
 
+/// The query's window as `[from, to)` in µs: from/to, or OpenCost's
+/// `window` relative to `now` (ending at the end of the current hour).
+pub fn window(q: &UsageQuery, now: i64) -> Result<(i64, i64)> {
+    let end_of_hour = (now.div_euclid(HOUR_US) + 1) * HOUR_US;
+    let today = now.div_euclid(DAY_US) * DAY_US;
+    let month = |us: i64| crate::params::parse_period(&crate::params::format_time(us)[..7]);
+    match (&q.window, &q.from, &q.to) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(ApiError::BadRequest("give either window or from and to".into())),
+        (None, Some(f), Some(t)) => Ok((parse_time("from", f)?, parse_time("to", t)?)),
+        (None, _, _) => Err(ApiError::BadRequest("from and to (RFC 3339), or window, are required".into())),
+        (Some(w), None, None) => {
+            let bad = || ApiError::BadRequest(format!("window {w:?}: expected 24h, 7d, today, yesterday, month, lastmonth or START,END"));
+            match w.as_str() {
+                "today" => Ok((today, end_of_hour)),
+                "yesterday" => Ok((today - DAY_US, today)),
+                "month" => Ok((month(now)?.0, end_of_hour)),
+                "lastmonth" => {
+                    let (this, _) = month(now)?;
+                    Ok((month(this - DAY_US)?.0, this))
+                }
+                _ if w.contains(',') => {
+                    let (a, b) = w.split_once(',').ok_or_else(bad)?;
+                    Ok((parse_time("window start", a)?, parse_time("window end", b)?))
+                }
+                _ => {
+                    let (n, unit) = w.split_at(w.len().saturating_sub(1));
+                    let n: i64 = n.parse().map_err(|_| bad())?;
+                    let span = match unit {
+                        "h" => HOUR_US,
+                        "d" => DAY_US,
+                        _ => return Err(bad()),
+                    };
+                    if n <= 0 {
+                        return Err(bad());
+                    }
+                    Ok((end_of_hour - n.saturating_mul(span), end_of_hour))
+                }
+            }
+        }
+    }
+}
+
 async fn answer(state: &AppState, who: &crate::auth::Principal, q: &UsageQuery) -> Result<web::Bytes> {
-    let (from, to) = (parse_time("from", &q.from)?, parse_time("to", &q.to)?);
+    let (from, to) = window(q, crate::db::now_us())?;
     if from % HOUR_US != 0 || to % HOUR_US != 0 {
         return Err(ApiError::BadRequest("from and to must be whole hours (the ledger's rollups are hourly)".into()));
     }
@@ -189,6 +238,34 @@ async fn answer(state: &AppState, who: &crate::auth::Principal, q: &UsageQuery) 
             r.cost.insert(cur, format_minor(to_minor(amount / rust_decimal::Decimal::from(UJ_PER_KWH), exp)?, exp));
         }
     }
-    let out = Usage { from: q.from.clone(), to: q.to.clone(), aggregate: q.aggregate.clone(), step: q.step.clone(), rows };
+    let out = Usage { from: crate::params::format_time(from), to: crate::params::format_time(to), aggregate: q.aggregate.clone(), step: q.step.clone(), rows };
     serde_json::to_vec(&out).map(web::Bytes::from).map_err(|e| ApiError::Database(format!("encoding usage: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(spec: &str) -> Result<(i64, i64)> {
+        let q = UsageQuery { from: None, to: None, window: Some(spec.into()), aggregate: default_aggregate(), step: default_step(), cost: false };
+        // 2026-12-15T10:20:00Z
+        window(&q, crate::params::parse_time("t", "2026-12-15T10:20:00Z").unwrap())
+    }
+
+    #[test]
+    fn opencost_windows_resolve_to_whole_hours() {
+        let t = |s: &str| crate::params::parse_time("t", s).unwrap();
+        assert_eq!(w("24h").unwrap(), (t("2026-12-14T11:00:00Z"), t("2026-12-15T11:00:00Z")));
+        assert_eq!(w("7d").unwrap(), (t("2026-12-08T11:00:00Z"), t("2026-12-15T11:00:00Z")));
+        assert_eq!(w("today").unwrap(), (t("2026-12-15T00:00:00Z"), t("2026-12-15T11:00:00Z")));
+        assert_eq!(w("yesterday").unwrap(), (t("2026-12-14T00:00:00Z"), t("2026-12-15T00:00:00Z")));
+        assert_eq!(w("month").unwrap(), (t("2026-12-01T00:00:00Z"), t("2026-12-15T11:00:00Z")));
+        assert_eq!(w("lastmonth").unwrap(), (t("2026-11-01T00:00:00Z"), t("2026-12-01T00:00:00Z")));
+        assert_eq!(w("2026-11-03T00:00:00Z,2026-11-04T00:00:00Z").unwrap(), (t("2026-11-03T00:00:00Z"), t("2026-11-04T00:00:00Z")));
+        for bad in ["0d", "-3h", "7w", "d", "soon"] {
+            assert!(w(bad).is_err(), "{bad}");
+        }
+        let both = UsageQuery { from: Some("2026-11-03T00:00:00Z".into()), to: None, window: Some("7d".into()), aggregate: default_aggregate(), step: default_step(), cost: false };
+        assert!(window(&both, 0).is_err());
+    }
 }

@@ -186,6 +186,8 @@ impl Worker {
             let found = crate::registry::tenants_of(&self.db.pool, &unknown.into_iter().collect::<Vec<_>>()).await?;
             self.tenants.extend(found);
         }
+        type Rollup = std::collections::BTreeMap<(i64, String, String, String), (String, i64, i64, i64)>;
+        let (mut hourly, mut daily): (Rollup, Rollup) = Default::default();
         let mut tx = self.db.begin_write().await?;
         for a in out {
             if !a.is_conserved() {
@@ -206,19 +208,15 @@ impl Worker {
             };
             let hour = a.start.as_micros().div_euclid(3_600_000_000) * 3_600_000_000;
             let day = a.start.as_micros().div_euclid(86_400_000_000) * 86_400_000_000;
+            // One statement per interval for each ledger table; rollups summed
+            // here and written once per key for the chunk, so a transaction
+            // stays short (the write lock is shared with ingest).
+            let mut doms = Vec::new();
+            let mut shares = Vec::new();
             for d in &a.domains {
                 let domain = d.domain.to_string();
-                sqlx::query("INSERT INTO ledger_domains (host, seq, domain, measured_uj, idle_uj, unattributed_uj, model_id) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(&host)
-                    .bind(a.seq as i64)
-                    .bind(&domain)
-                    .bind(d.measured_uj.as_uj() as i64)
-                    .bind(d.idle_uj.as_uj() as i64)
-                    .bind(d.unattributed_uj.as_uj() as i64)
-                    .bind(model_id)
-                    .execute(&mut *tx)
-                    .await?;
                 let top = d.domain.is_top_level() as i64;
+                doms.push((domain.clone(), d.measured_uj.as_uj() as i64, d.idle_uj.as_uj() as i64, d.unattributed_uj.as_uj() as i64));
                 for v in &d.vms {
                     // The registry owns the VM's account; ingest checked the record agrees.
                     let tenant = match self.tenants.get(v.vm.as_str()) {
@@ -226,36 +224,59 @@ impl Worker {
                         None => v.tenant.as_ref().map_or(String::new(), |t| t.to_string()),
                     };
                     let (dy, id) = (v.dynamic_uj.as_uj() as i64, v.idle_uj.as_uj() as i64);
-                    sqlx::query("INSERT INTO ledger (host, seq, domain, vm, tenant, dynamic_uj, idle_uj) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                        .bind(&host)
-                        .bind(a.seq as i64)
-                        .bind(&domain)
-                        .bind(v.vm.as_str())
-                        .bind(&tenant)
-                        .bind(dy)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    for (table, col, at) in [("usage_hourly", "hour_us", hour), ("usage_daily", "day_us", day)] {
-                        // Table and column names come from this fixed list.
-                        sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "INSERT INTO {table} ({col}, host, vm, tenant, domain, top_level, dynamic_uj, idle_uj) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                             ON CONFLICT ({col}, host, vm, domain) DO UPDATE SET dynamic_uj = {table}.dynamic_uj + excluded.dynamic_uj, idle_uj = {table}.idle_uj + excluded.idle_uj"
-                        )))
-                        .bind(at)
-                        .bind(&host)
-                        .bind(v.vm.as_str())
-                        .bind(&tenant)
-                        .bind(&domain)
-                        .bind(top)
-                        .bind(dy)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
+                    for (at, acc) in [(hour, &mut hourly), (day, &mut daily)] {
+                        let e = acc.entry((at, host.clone(), v.vm.to_string(), domain.clone())).or_insert((tenant.clone(), top, 0, 0));
+                        e.2 += dy;
+                        e.3 += id;
                     }
+                    shares.push((domain.clone(), v.vm.to_string(), tenant, dy, id));
                 }
             }
+            let mut sql = String::from("INSERT INTO ledger_domains (host, seq, domain, measured_uj, idle_uj, unattributed_uj, model_id) VALUES ");
+            for i in 0..doms.len() {
+                let k = i * 7;
+                sql.push_str(&format!("{}(${}, ${}, ${}, ${}, ${}, ${}, ${})", if i == 0 { "" } else { ", " }, k + 1, k + 2, k + 3, k + 4, k + 5, k + 6, k + 7));
+            }
+            if !doms.is_empty() {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (domain, m, i, u) in &doms {
+                    q = q.bind(host.clone()).bind(a.seq as i64).bind(domain.clone()).bind(*m).bind(*i).bind(*u).bind(model_id);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            // At most 500 rows a statement: 3,500 parameters, within both stores' limits.
+            for part in shares.chunks(500) {
+                let mut sql = String::from("INSERT INTO ledger (host, seq, domain, vm, tenant, dynamic_uj, idle_uj) VALUES ");
+                for i in 0..part.len() {
+                    let k = i * 7;
+                    sql.push_str(&format!("{}(${}, ${}, ${}, ${}, ${}, ${}, ${})", if i == 0 { "" } else { ", " }, k + 1, k + 2, k + 3, k + 4, k + 5, k + 6, k + 7));
+                }
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (domain, vm, tenant, dy, id) in part {
+                    q = q.bind(host.clone()).bind(a.seq as i64).bind(domain.clone()).bind(vm.clone()).bind(tenant.clone()).bind(*dy).bind(*id);
+                }
+                q.execute(&mut *tx).await?;
+            }
             sqlx::query("UPDATE intervals SET model_id = $1 WHERE host = $2 AND seq = $3").bind(model_id).bind(&host).bind(a.seq as i64).execute(&mut *tx).await?;
+        }
+        for (table, col, acc) in [("usage_hourly", "hour_us", hourly), ("usage_daily", "day_us", daily)] {
+            for ((at, host, vm, domain), (tenant, top, dy, id)) in acc {
+                // Table and column names come from this fixed list.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {table} ({col}, host, vm, tenant, domain, top_level, dynamic_uj, idle_uj) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT ({col}, host, vm, domain) DO UPDATE SET dynamic_uj = {table}.dynamic_uj + excluded.dynamic_uj, idle_uj = {table}.idle_uj + excluded.idle_uj"
+                )))
+                .bind(at)
+                .bind(host)
+                .bind(vm)
+                .bind(tenant)
+                .bind(domain)
+                .bind(top)
+                .bind(dy)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         crate::db::bump_generation(&mut tx).await?;
         tx.commit().await?;

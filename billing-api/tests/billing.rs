@@ -112,6 +112,7 @@ async fn fleet(app: &App) {
     usage(db, "2026-10-05T19:00:00Z", "h-de", "acme-1", "acme", "package-0", KWH, 0).await;
     usage(db, "2026-10-20T10:00:00Z", "h-fr", "acme-1", "acme", "package-0", 2 * KWH, 0).await;
     usage(db, "2026-10-05T10:00:00Z", "h-de", "beta-1", "beta", "package-0", KWH, 0).await;
+    usage(db, "2026-10-05T10:00:00Z", "h-de", "beta-1", "beta", "gpu-0", KWH / 2, 0).await;
 }
 
 fn line<'a>(inv: &'a Value, region: &str, charge: &str) -> &'a Value {
@@ -136,13 +137,13 @@ async fn invoices_carry_exact_energy_carbon_and_cost_through_their_lifecycle() {
     for bad in ["/v1/tenants?limit=0", "/v1/tenants?limit=1001", "/v1/hosts?offset=-1", "/v1/tenants?size=5"] {
         assert_eq!(call(&app, "GET", bad, &app.finance, Value::Null).await.0, 400, "{bad}");
     }
-    // Finance's view by region, priced per hour (time of use): DE 0.33 + 0.06 + 0.50 (acme) + 0.30 (beta), FR 0.40.
+    // Finance's view by region, priced per hour (time of use): DE 0.33 + 0.06 + 0.50 (acme) + 0.30 + 0.15 (beta), FR 0.40.
     let q = "/v1/usage?from=2026-10-01T00:00:00Z&to=2026-11-01T00:00:00Z&aggregate=region&step=window&cost=true";
     let by_region = ok(&app, "GET", q, &app.finance, Value::Null).await;
     let rows = by_region["rows"].as_array().unwrap();
     let de = rows.iter().find(|r| r["key"] == "DE").unwrap();
-    assert_eq!(de["energy_uj"].as_i64().unwrap(), 33 * KWH / 10, "core-0 lies inside package-0: {de}");
-    assert_eq!(de["cost"]["EUR"], "1.19", "{de}");
+    assert_eq!(de["energy_uj"].as_i64().unwrap(), 38 * KWH / 10, "core-0 lies inside package-0: {de}");
+    assert_eq!(de["cost"]["EUR"], "1.34", "{de}");
     assert_eq!(rows.iter().find(|r| r["key"] == "FR").unwrap()["cost"]["EUR"], "0.40");
     let (_, head, _) = request(app.addr, "GET", q, Some(&app.finance), &[], b"").await;
     assert!(head.contains("x-cache: hit"), "the same query again is answered from the cache: {head}");
@@ -194,7 +195,10 @@ async fn invoices_carry_exact_energy_carbon_and_cost_through_their_lifecycle() {
     }
     let beta = ok(&app, "POST", "/v1/tenants/beta/invoices", &app.finance, json!({"period": "2026-10", "issue": true})).await;
     assert_eq!(beta["number"], "FW-000002");
-    assert_eq!(beta["total"], "0.45");
+    // CPU 0.30 + GPU 0.15 + facility (1.5 kWh × 0.5 at 0.30 = 0.225, rounded up) 0.23.
+    assert_eq!(beta["total"], "0.68");
+    assert_eq!(line(&beta, "DE", "gpu")["energy_uj"].as_i64().unwrap(), KWH / 2);
+    assert_eq!(line(&beta, "DE", "gpu")["co2_location_mg"].as_i64().unwrap(), 200_000);
     // Issued invoices never change.
     let (s, v) = call(&app, "POST", "/v1/tenants/acme/invoices", &app.finance, json!({"period": "2026-10"})).await;
     assert_eq!(s, 409, "{v}");
@@ -202,7 +206,7 @@ async fn invoices_carry_exact_energy_carbon_and_cost_through_their_lifecycle() {
     // Late data for October arrives after it was invoiced: 0.5 kWh at 10:00 on the 7th (yearly 350 g).
     usage(&app.db, "2026-10-07T10:00:00Z", "h-de", "acme-1", "acme", "package-0", KWH / 2, 0).await;
     let (_, head, body) = request(app.addr, "GET", q, Some(&app.finance), &[], b"").await;
-    assert!(!head.contains("x-cache: hit") && String::from_utf8_lossy(&body).contains("\"EUR\":\"1.34\""), "a new generation is recomputed: {}", String::from_utf8_lossy(&body));
+    assert!(!head.contains("x-cache: hit") && String::from_utf8_lossy(&body).contains("\"EUR\":\"1.49\""), "a new generation is recomputed: {}", String::from_utf8_lossy(&body));
     let nov_a = ok(&app, "POST", "/v1/tenants/acme/invoices", &app.finance, json!({"period": "2026-11"})).await;
     let nov_b = ok(&app, "POST", "/v1/tenants/beta/invoices", &app.finance, json!({"period": "2026-11"})).await;
     // Both issued concurrently: consecutive numbers, no gap.
@@ -339,10 +343,10 @@ async fn focus(app: &App) {
     assert_eq!(cols, fairwatt_billing_api::focus::COLUMNS);
     let at = |c: &str| cols.iter().position(|x| x == c).unwrap();
     let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
-    // acme 8 lines + beta 3 + the two credit notes' 1 each.
-    assert_eq!(rows.len(), 13);
+    // acme 8 lines + beta 4 + the two credit notes' 1 each.
+    assert_eq!(rows.len(), 14);
     let billed: f64 = rows.iter().map(|x| x[at("BilledCost")].parse::<f64>().unwrap()).sum();
-    assert!((billed - (1.82 + 0.45 - 0.80 - 0.06)).abs() < 1e-9, "{billed}");
+    assert!((billed - (1.82 + 0.68 - 0.80 - 0.06)).abs() < 1e-9, "{billed}");
     let corrections = rows.iter().filter(|x| &x[at("ChargeClass")] == "Correction").count();
     assert_eq!(corrections, 2);
     assert!(rows.iter().all(|x| x[at("BillingPeriodStart")] == *"2026-10-01T00:00:00Z" && x[at("ConsumedUnit")] == *"kWh"));

@@ -144,6 +144,11 @@ async fn usage_reads_the_ledger(db: &Db) {
         assert_eq!(s, 200, "{b}");
         assert_eq!(total(&b), want, "{agg}/{step}: {b}");
     }
+    // OpenCost's window form covers the same intervals (all within the last hour).
+    let (s, b) = common::get(addr, "/v1/usage?window=24h&aggregate=host", Some(&finance)).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(total(&b), ledger_total, "{b}");
+    assert_eq!(common::get(addr, &format!("/v1/usage?window=24h&from={from}&to={to}"), Some(&finance)).await.0, 400);
     // A tenant: its own energy only, whatever it asks to group by.
     let own = scalar(db, &format!("SELECT CAST(SUM(dynamic_uj + idle_uj) AS BIGINT) FROM ledger WHERE tenant = 'tenant-1' AND {top}")).await;
     assert!(own > 0 && own < ledger_total);
