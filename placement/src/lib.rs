@@ -1,6 +1,18 @@
 //! fairwatt-placement: decides which host gets each VM and when to
 //! consolidate.
 //!
-//! Planned (issue 5): a datacenter simulator with SPECpower curves and real
-//! VM traces, CloudSim's heuristics as baselines, and RL agents whose reward
-//! includes the attributed energy from `fairwatt-attribution`.
+//! - [`model`]: host types with SPECpower curves, VM requests, the
+//!   datacenter's allocation and its capacity checks.
+//! - [`heuristics`]: the CloudSim baselines for initial placement (first
+//!   fit, best fit, power-aware best fit, random; arrival or decreasing order).
+//! - [`error`]: the crate's error type.
+//!
+//! Still to come (issue 5): trace loaders, the time-stepped simulator with
+//! CloudSim's metrics, dynamic consolidation, metaheuristics, RL agents
+//! whose reward includes attributed energy, and the live decision endpoint.
+
+pub mod error;
+pub mod heuristics;
+pub mod model;
+
+pub use error::{PlaceError, Result};

@@ -1,0 +1,14 @@
+//! The crate's error type.
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum PlaceError {
+    /// No host can take the VM now (or ever, when the message says so).
+    #[error("no capacity: {0}")]
+    NoCapacity(String),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+pub type Result<T, E = PlaceError> = std::result::Result<T, E>;
