@@ -5,6 +5,8 @@
 //!   datacenter's allocation and its capacity checks.
 //! - [`heuristics`]: the CloudSim baselines for initial placement (first
 //!   fit, best fit, power-aware best fit, random; arrival or decreasing order).
+//! - [`sim`]: the time-stepped datacenter (CloudSim's energy and SLATAH
+//!   semantics), for now with placements held fixed.
 //! - [`error`]: the crate's error type.
 //!
 //! Still to come (issue 5): trace loaders, the time-stepped simulator with
@@ -14,5 +16,6 @@
 pub mod error;
 pub mod heuristics;
 pub mod model;
+pub mod sim;
 
 pub use error::{PlaceError, Result};

@@ -50,6 +50,7 @@ impl HostType {
 #[derive(Clone, Debug, PartialEq)]
 pub struct VmSpec {
     pub id: String,
+    /// Requested MIPS of each of its virtual CPUs.
     pub mips: f64,
     pub ram_mb: u64,
 }
@@ -107,14 +108,15 @@ impl Datacenter {
     /// Whether host `h` has room for VM `v` (as requested).
     pub fn fits(&self, h: usize, v: usize) -> bool {
         let (vm, t) = (&self.vms[v], &self.hosts[h]);
-        // A VM's MIPS must also fit one core's worth per virtual CPU in CloudSim; here the whole host's.
-        self.used_mips[h] + vm.mips <= t.mips() + 1e-9 && (!self.enforce_ram || self.used_ram[h] + vm.ram_mb <= t.ram_mb)
+        // As CloudSim's `isSuitableForVm`: a (one-PE) VM's MIPS must fit one of
+        // the host's cores, and the host's free MIPS.
+        vm.mips <= t.mips_per_core as f64 + 1e-9 && self.used_mips[h] + vm.mips <= t.mips() + 1e-9 && (!self.enforce_ram || self.used_ram[h] + vm.ram_mb <= t.ram_mb)
     }
 
     /// Whether any host, empty, could take VM `v`.
     pub fn could_ever_fit(&self, v: usize) -> bool {
         let vm = &self.vms[v];
-        self.hosts.iter().any(|t| vm.mips <= t.mips() && (!self.enforce_ram || vm.ram_mb <= t.ram_mb))
+        self.hosts.iter().any(|t| vm.mips <= t.mips_per_core as f64 && (!self.enforce_ram || vm.ram_mb <= t.ram_mb))
     }
 
     pub fn place(&mut self, v: usize, h: usize) -> Result<()> {
@@ -173,13 +175,15 @@ mod tests {
     #[test]
     fn capacity_is_never_exceeded() {
         let mut dc = Datacenter::new(vec![HostType::ML110_G4], true).unwrap();
-        let a = dc.add_vm(VmSpec { id: "a".into(), mips: 2500.0, ram_mb: 870 }).unwrap();
+        let a = dc.add_vm(VmSpec { id: "a".into(), mips: 1800.0, ram_mb: 870 }).unwrap();
         let b = dc.add_vm(VmSpec { id: "b".into(), mips: 1000.0, ram_mb: 3500 }).unwrap();
-        let c = dc.add_vm(VmSpec { id: "c".into(), mips: 1200.0, ram_mb: 100 }).unwrap();
+        let c = dc.add_vm(VmSpec { id: "c".into(), mips: 1800.0, ram_mb: 100 }).unwrap();
+        let wide = dc.add_vm(VmSpec { id: "wide".into(), mips: 2500.0, ram_mb: 100 }).unwrap();
+        assert!(!dc.fits(0, wide) && !dc.could_ever_fit(wide), "2500 MIPS exceeds a 1860-MIPS core");
         dc.place(a, 0).unwrap();
         assert!(matches!(dc.place(b, 0), Err(PlaceError::NoCapacity(_))), "RAM: 870 + 3500 > 4096");
         dc.place(c, 0).unwrap();
-        assert!((dc.allocated_share(0) - 3700.0 / 3720.0).abs() < 1e-12);
+        assert!((dc.allocated_share(0) - 3600.0 / 3720.0).abs() < 1e-12);
         dc.remove(a);
         assert_eq!(dc.vms_on(0).collect::<Vec<_>>(), [c]);
         let mut cpu_only = Datacenter::new(vec![HostType::ML110_G4], false).unwrap();
