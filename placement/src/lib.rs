@@ -7,15 +7,17 @@
 //!   fit, best fit, power-aware best fit, random; arrival or decreasing order).
 //! - [`sim`]: the time-stepped datacenter (CloudSim's energy and SLATAH
 //!   semantics), for now with placements held fixed.
-//! - [`error`]: the crate's error type.
+//! - [`trace`]: VM demand from PlanetLab, Bitbrains and Alibaba GPU 2023
+//!   traces, and a synthetic generator for the default tests.
+//! - [`error`]: the crate's error type ([`trace::TraceError`] for loading).
 //!
-//! Still to come (issue 5): trace loaders, the time-stepped simulator with
-//! CloudSim's metrics, dynamic consolidation, metaheuristics, RL agents
+//! Still to come (issue 5): the rest of CloudSim's metrics, dynamic consolidation, metaheuristics, RL agents
 //! whose reward includes attributed energy, and the live decision endpoint.
 
 pub mod error;
 pub mod heuristics;
 pub mod model;
 pub mod sim;
+pub mod trace;
 
 pub use error::{PlaceError, Result};
