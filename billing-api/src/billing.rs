@@ -76,7 +76,8 @@ pub struct HostInfo {
 #[derive(Default)]
 pub struct Context {
     pub idle_policy: String,
-    hosts: Option<HashMap<String, HostInfo>>,
+    hosts: HashMap<String, HostInfo>,
+    hosts_loaded: bool,
     series: HashMap<(String, i64, i64), Series>,
     tariffs: HashMap<(String, i64, i64), RegionTariffs>,
     /// Per period and host: the attribution model versions of its intervals.
@@ -89,14 +90,15 @@ impl Context {
     }
 
     async fn prepare(&mut self, db: &Db, from: i64, to: i64) -> Result<()> {
-        if self.hosts.is_none() {
+        if !self.hosts_loaded {
             let rows: Vec<(String, String, i64, i64, i64, i64)> =
                 sqlx::query_as("SELECT id, region, pue_milli, embodied_gco2e, lifetime_s, vcpus FROM hosts").fetch_all(&db.pool).await?;
             let hosts = rows
                 .into_iter()
                 .map(|(id, region, pue_milli, emb, life, vcpus)| (id, HostInfo { region, pue_milli, embodied_mg: emb as i128 * 1000, lifetime_us: life as i128 * 1_000_000, vcpus }))
                 .collect();
-            self.hosts = Some(hosts);
+            self.hosts = hosts;
+            self.hosts_loaded = true;
         }
         if let std::collections::hash_map::Entry::Vacant(slot) = self.models.entry((from, to)) {
             let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
@@ -116,8 +118,7 @@ impl Context {
     }
 
     fn hosts(&self) -> &HashMap<String, HostInfo> {
-        static EMPTY: std::sync::OnceLock<HashMap<String, HostInfo>> = std::sync::OnceLock::new();
-        self.hosts.as_ref().unwrap_or_else(|| EMPTY.get_or_init(HashMap::new))
+        &self.hosts
     }
 
     async fn region(&mut self, db: &Db, region: &str, from: i64, to: i64) -> Result<()> {

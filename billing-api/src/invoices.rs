@@ -366,7 +366,7 @@ pub async fn credit(state: &AppState, id: &str, reason: &str, only: &[i64]) -> R
         return Err(ApiError::BadRequest("nothing to credit".into()));
     }
     let cid = new_id("cn");
-    let (from, to) = (parse_time_us(&inv.period_start)?, parse_time_us(&inv.period_end)?);
+    let (from, to): (i64, i64) = sqlx::query_as("SELECT period_start_us, period_end_us FROM invoices WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
     sqlx::query(
         "INSERT INTO invoices (id, tenant, kind, status, issuer, period_start_us, period_end_us, currency, total_minor, energy_uj, co2_location_mg, co2_market_mg, \
          co2_embodied_mg, methodology, corrects, reason, computed_us, created_us) VALUES ($1, $2, 'credit_note', 'draft', $3, $4, $5, $6, 0, 0, 0, 0, 0, '{}', $7, $8, $9, $9)",
@@ -388,10 +388,6 @@ pub async fn credit(state: &AppState, id: &str, reason: &str, only: &[i64]) -> R
     flip(&mut tx, &cid, number).await?;
     tx.commit().await?;
     Ok(cid)
-}
-
-fn parse_time_us(s: &str) -> Result<i64> {
-    crate::params::parse_time("time", s)
 }
 
 #[derive(sqlx::FromRow)]

@@ -25,7 +25,7 @@ use crate::app::AppState;
 use crate::auth::{Role, authenticate};
 use crate::error::{ApiError, Result};
 use crate::money::{RegionTariffs, UJ_PER_KWH, format_minor, minor_exponent, to_minor};
-use crate::params::{DAY_US, HOUR_US};
+use crate::params::{DAY_US, HOUR_US, parse_time};
 
 const MAX_WINDOW_US: i64 = 400 * 24 * HOUR_US;
 /// Rows in one answer at most; a larger step or window split is asked for beyond it.
@@ -77,10 +77,6 @@ pub struct Usage {
     pub aggregate: String,
     pub step: String,
     pub rows: Vec<UsageRow>,
-}
-
-fn parse_time(name: &str, s: &str) -> Result<i64> {
-    crate::params::parse_time(name, s)
 }
 
 /// Serialized answers by scope and query, with the generation they were made at.

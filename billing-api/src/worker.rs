@@ -186,8 +186,8 @@ impl Worker {
             let found = crate::registry::tenants_of(&self.db.pool, &unknown.into_iter().collect::<Vec<_>>()).await?;
             self.tenants.extend(found);
         }
-        type Rollup = std::collections::BTreeMap<(i64, String, String, String), (String, i64, i64, i64)>;
-        let (mut hourly, mut daily): (Rollup, Rollup) = Default::default();
+        type Sums = std::collections::BTreeMap<(i64, String, String, String), (String, i64, i64, i64)>;
+        let (mut hourly, mut daily): (Sums, Sums) = Default::default();
         let mut tx = self.db.begin_write().await?;
         for a in out {
             if !a.is_conserved() {
@@ -259,29 +259,57 @@ impl Worker {
             }
             sqlx::query("UPDATE intervals SET model_id = $1 WHERE host = $2 AND seq = $3").bind(model_id).bind(&host).bind(a.seq as i64).execute(&mut *tx).await?;
         }
-        for (table, col, acc) in [("usage_hourly", "hour_us", hourly), ("usage_daily", "day_us", daily)] {
+        for (rollup, acc) in [(Rollup::Hourly, hourly), (Rollup::Daily, daily)] {
             for ((at, host, vm, domain), (tenant, top, dy, id)) in acc {
-                // Table and column names come from this fixed list.
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO {table} ({col}, host, vm, tenant, domain, top_level, dynamic_uj, idle_uj) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT ({col}, host, vm, domain) DO UPDATE SET dynamic_uj = {table}.dynamic_uj + excluded.dynamic_uj, idle_uj = {table}.idle_uj + excluded.idle_uj"
-                )))
-                .bind(at)
-                .bind(host)
-                .bind(vm)
-                .bind(tenant)
-                .bind(domain)
-                .bind(top)
-                .bind(dy)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                add_to_rollup(&mut tx, rollup, at, &host, &vm, &tenant, &domain, top != 0, dy, id).await?;
             }
         }
-        crate::db::bump_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The ledger's rollup tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rollup {
+    Hourly,
+    Daily,
+}
+
+/// Adds shares to one row of a rollup (`at`: the hour's or day's start, µs).
+#[allow(clippy::too_many_arguments)]
+pub async fn add_to_rollup(
+    conn: &mut sqlx::AnyConnection,
+    rollup: Rollup,
+    at: i64,
+    host: &str,
+    vm: &str,
+    tenant: &str,
+    domain: &str,
+    top_level: bool,
+    dynamic_uj: i64,
+    idle_uj: i64,
+) -> Result<()> {
+    let (table, col) = match rollup {
+        Rollup::Hourly => ("usage_hourly", "hour_us"),
+        Rollup::Daily => ("usage_daily", "day_us"),
+    };
+    // Table and column names come from the match above, never from input.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {table} ({col}, host, vm, tenant, domain, top_level, dynamic_uj, idle_uj) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT ({col}, host, vm, domain) DO UPDATE SET dynamic_uj = {table}.dynamic_uj + excluded.dynamic_uj, idle_uj = {table}.idle_uj + excluded.idle_uj"
+    )))
+    .bind(at)
+    .bind(host)
+    .bind(vm)
+    .bind(tenant)
+    .bind(domain)
+    .bind(top_level as i64)
+    .bind(dynamic_uj)
+    .bind(idle_uj)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 async fn insert_model(tx: &mut sqlx::AnyConnection, host: &str, method: Method, version: u64, description: &str) -> Result<i64> {

@@ -52,23 +52,11 @@ fn us(t: &str) -> i64 {
 
 #[allow(clippy::too_many_arguments)]
 async fn usage(db: &Db, hour: &str, host: &str, vm: &str, tenant: &str, domain: &str, dynamic: i64, idle: i64) {
+    use fairwatt_billing_api::worker::{Rollup, add_to_rollup};
     let top = !domain.starts_with("core");
-    for (table, col, at) in [("usage_hourly", "hour_us", us(hour)), ("usage_daily", "day_us", us(hour) / 86_400_000_000 * 86_400_000_000)] {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {table} ({col}, host, vm, tenant, domain, top_level, dynamic_uj, idle_uj) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT ({col}, host, vm, domain) DO UPDATE SET dynamic_uj = {table}.dynamic_uj + excluded.dynamic_uj, idle_uj = {table}.idle_uj + excluded.idle_uj"
-        )))
-        .bind(at)
-        .bind(host)
-        .bind(vm)
-        .bind(tenant)
-        .bind(domain)
-        .bind(top as i64)
-        .bind(dynamic)
-        .bind(idle)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    for (rollup, at) in [(Rollup::Hourly, us(hour)), (Rollup::Daily, us(hour) / 86_400_000_000 * 86_400_000_000)] {
+        add_to_rollup(&mut conn, rollup, at, host, vm, tenant, domain, top, dynamic, idle).await.unwrap();
     }
     // As the attribution worker does with each write: cached usage answers expire.
     sqlx::query("UPDATE ledger_generation SET gen = gen + 1").execute(&db.pool).await.unwrap();

@@ -5,6 +5,7 @@
 
 use crate::error::{PlaceError, Result};
 use crate::model::Datacenter;
+use crate::rng::SplitMix64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Heuristic {
@@ -35,17 +36,8 @@ impl Report {
     }
 }
 
-/// splitmix64: small, seedable, good enough to break ties and pick hosts.
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// The host `heuristic` picks for VM `v`, or why there is none.
-pub fn choose(dc: &Datacenter, v: usize, heuristic: Heuristic, rng: &mut u64) -> Result<usize> {
+pub fn choose(dc: &Datacenter, v: usize, heuristic: Heuristic, rng: &mut SplitMix64) -> Result<usize> {
     if !dc.could_ever_fit(v) {
         let vm = dc.vm(v);
         return Err(PlaceError::NoCapacity(format!("VM {} ({} MIPS, {} MB) is larger than any host", vm.id, vm.mips, vm.ram_mb)));
@@ -75,7 +67,7 @@ pub fn choose(dc: &Datacenter, v: usize, heuristic: Heuristic, rng: &mut u64) ->
                 rise(**a).total_cmp(&rise(**b)).then(dc.hosts[**a].watts_per_mips().total_cmp(&dc.hosts[**b].watts_per_mips()))
             })
             .unwrap_or(&first),
-        Heuristic::Random { .. } => fits[(next(rng) % fits.len() as u64) as usize],
+        Heuristic::Random { .. } => fits[(rng.next_u64() % fits.len() as u64) as usize],
     };
     Ok(pick)
 }
@@ -87,10 +79,10 @@ pub fn place_all(dc: &mut Datacenter, order: Order, heuristic: Heuristic) -> Rep
         // Stable: equal requests keep their arrival order.
         vms.sort_by(|a, b| dc.vm(*b).mips.total_cmp(&dc.vm(*a).mips));
     }
-    let mut rng = match heuristic {
+    let mut rng = SplitMix64(match heuristic {
         Heuristic::Random { seed } => seed,
         _ => 0,
-    };
+    });
     let mut report = Report::default();
     for v in vms {
         match choose(dc, v, heuristic, &mut rng).and_then(|h| dc.place(v, h)) {
@@ -133,7 +125,7 @@ mod tests {
     fn best_fit_takes_the_tightest_host_and_pabfd_the_cheapest_watt() {
         let mut dc = dc_with(2, &[2600.0, 700.0]);
         dc.place(0, 1).unwrap(); // G5 at 2600 of 5320
-        let mut rng = 0;
+        let mut rng = SplitMix64(0);
         // Best fit: G4 leaves 3020 free, G5 2020: the G5.
         assert_eq!(choose(&dc, 1, Heuristic::BestFit, &mut rng).unwrap(), 1);
         // PABFD: whichever host's power rises less with 700 more MIPS.

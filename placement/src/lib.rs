@@ -9,6 +9,7 @@
 //!   semantics), for now with placements held fixed.
 //! - [`trace`]: VM demand from PlanetLab, Bitbrains and Alibaba GPU 2023
 //!   traces, and a synthetic generator for the default tests.
+//! - [`rng`]: the seeded generator behind every random choice.
 //! - [`error`]: the crate's error type ([`trace::TraceError`] for loading).
 //!
 //! Still to come (issue 5): the rest of CloudSim's metrics, dynamic consolidation, metaheuristics, RL agents
@@ -17,6 +18,7 @@
 pub mod error;
 pub mod heuristics;
 pub mod model;
+pub mod rng;
 pub mod sim;
 pub mod trace;
 

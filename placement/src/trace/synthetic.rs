@@ -7,32 +7,11 @@
 //! (splitmix64) keeps it reproducible across platforms and releases.
 
 use super::{VmTrace, Workload};
+use crate::rng::SplitMix64;
 
 /// Same step as the real traces so results compare.
 pub const STEP_S: u32 = 300;
 const DAY_STEPS: f64 = 86_400.0 / STEP_S as f64;
-
-/// splitmix64 (Steele et al.): tiny, fast, good enough for test workloads.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-}
 
 /// `vms` VMs of `steps` samples each, all present from step 0.
 pub fn generate(vms: usize, steps: usize, seed: u64) -> Workload {
