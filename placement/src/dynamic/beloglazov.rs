@@ -1,0 +1,178 @@
+//! CloudSim's consolidation loop (Beloglazov & Buyya 2012), step by step as
+//! `PowerVmAllocationPolicyMigrationAbstract.optimizeAllocation` runs it:
+//! 1. find overloaded hosts; take VMs off each (by the selector) until it
+//!    is not;
+//! 2. place those VMs, most loaded first, by power-aware best fit decreasing
+//!    (PABFD: the least rise in power, skipping hosts it would overload),
+//!    never back on an overloaded host;
+//! 3. repeatedly take the least-utilised active host not yet involved and
+//!    try to empty it onto others (all its VMs or none);
+//! 4. start the migrations.
+//!
+//! Plus the admission rules for new VMs: CloudSim's simple first fit (its
+//! DVFS run) and PABFD (its consolidation runs).
+
+use super::detect::Detector;
+use super::plan::Plan;
+use super::select::Selector;
+use super::state::State;
+use super::Policy;
+use crate::rng::SplitMix64;
+
+/// How a new VM finds a host.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Admission {
+    /// The first host it fits (CloudSim's `PowerVmAllocationPolicySimple`).
+    FirstFit,
+    /// Power-aware best fit with this overload check.
+    Pabfd(Detector),
+}
+
+impl Admission {
+    pub fn choose(&self, plan: &Plan, v: usize, step_s: f64) -> Option<usize> {
+        match self {
+            Admission::FirstFit => (0..plan.hosts()).find(|h| plan.suitable(*h, v)),
+            Admission::Pabfd(d) => pabfd(plan, v, &vec![false; plan.hosts()], *d, step_s),
+        }
+    }
+}
+
+/// The host whose power rises least when it takes VM `v`, among those not
+/// excluded that fit it and that it would not overload.
+pub fn pabfd(plan: &Plan, v: usize, excluded: &[bool], detector: Detector, step_s: f64) -> Option<usize> {
+    let st = plan.st;
+    let vm = &st.vms[v];
+    let need = if vm.alive { vm.request() } else { vm.spec.mips };
+    let mut best: Option<(usize, f64)> = None;
+    for h in 0..plan.hosts() {
+        if excluded[h] || !plan.suitable(h, v) {
+            continue;
+        }
+        let used = plan.used_mips(h);
+        if used != 0.0 && detector.overloaded_with(plan, h, v, step_s) {
+            continue;
+        }
+        let t = &st.hosts[h];
+        let after = (used + need) / t.mips();
+        if after > 1.0 + 1e-12 {
+            continue;
+        }
+        // CloudSim compares with the power the host drew at the last update.
+        let rise = t.power(after) - t.power(st.measured[h]);
+        if best.is_none_or(|(_, b)| rise < b) {
+            best = Some((h, rise));
+        }
+    }
+    best.map(|b| b.0)
+}
+
+/// A VM placement held fixed after admission (CloudSim's DVFS run).
+#[derive(Clone, Debug)]
+pub struct NoMigration(pub Admission);
+
+impl Policy for NoMigration {
+    fn name(&self) -> String {
+        match self.0 {
+            Admission::FirstFit => "dvfs".into(),
+            Admission::Pabfd(_) => "pabfd-static".into(),
+        }
+    }
+
+    fn admit(&mut self, plan: &Plan, v: usize, step_s: f64) -> Option<usize> {
+        self.0.choose(plan, v, step_s)
+    }
+
+    fn consolidate(&mut self, _: &State, _: f64) -> Vec<(usize, usize)> {
+        Vec::new()
+    }
+}
+
+/// Dynamic consolidation: an overload detector with a VM selector.
+#[derive(Clone, Debug)]
+pub struct Beloglazov {
+    pub detector: Detector,
+    pub selector: Selector,
+    pub rng: SplitMix64,
+}
+
+impl Beloglazov {
+    pub fn new(detector: Detector, selector: Selector, seed: u64) -> Beloglazov {
+        Beloglazov { detector, selector, rng: SplitMix64(seed) }
+    }
+}
+
+impl Policy for Beloglazov {
+    fn name(&self) -> String {
+        let d = self.detector.name();
+        let (kind, param) = d.split_once('-').unwrap_or((&d, ""));
+        format!("{kind}-{}-{param}", self.selector.name())
+    }
+
+    fn admit(&mut self, plan: &Plan, v: usize, step_s: f64) -> Option<usize> {
+        Admission::Pabfd(self.detector).choose(plan, v, step_s)
+    }
+
+    fn consolidate(&mut self, st: &State, step_s: f64) -> Vec<(usize, usize)> {
+        let mut plan = Plan::new(st);
+        let n = st.hosts.len();
+        let over: Vec<bool> = (0..n).map(|h| self.detector.overloaded(&plan, h, step_s)).collect();
+        let mut leaving = Vec::new();
+        for h in (0..n).filter(|h| over[*h]) {
+            while let Some(v) = self.selector.pick(&plan, h, &mut self.rng) {
+                plan.remove(v);
+                leaving.push(v);
+                if !self.detector.overloaded(&plan, h, step_s) {
+                    break;
+                }
+            }
+        }
+        let by_load = |vms: &mut Vec<usize>| vms.sort_by(|a, b| st.vms[*b].request().total_cmp(&st.vms[*a].request()));
+        by_load(&mut leaving);
+        let mut moves = Vec::new();
+        for v in leaving {
+            if let Some(h) = pabfd(&plan, v, &over, self.detector, step_s) {
+                plan.add(h, v);
+                moves.push((v, h));
+            }
+        }
+        // Underloaded hosts: the least-utilised first, emptied whole or not at all.
+        let off: Vec<bool> = (0..n).map(|h| st.measured[h] == 0.0).collect();
+        let mut not_source: Vec<bool> = (0..n).map(|h| over[h] || off[h]).collect();
+        let mut not_target = not_source.clone();
+        loop {
+            let Some(h) = (0..n)
+                .filter(|h| !not_source[*h] && st.measured[*h] > 0.0 && plan.has_vms(*h) && st.incoming[*h].is_empty())
+                .min_by(|a, b| st.measured[*a].total_cmp(&st.measured[*b]))
+            else {
+                break;
+            };
+            not_source[h] = true;
+            not_target[h] = true;
+            let mut vms = plan.migratable(h);
+            if vms.is_empty() {
+                continue;
+            }
+            by_load(&mut vms);
+            let mut placed = Vec::new();
+            for v in vms {
+                match pabfd(&plan, v, &not_target, self.detector, step_s) {
+                    Some(t) => {
+                        plan.add(t, v);
+                        placed.push((v, t));
+                    }
+                    None => {
+                        for (v, t) in placed.drain(..) {
+                            plan.undo_add(t, v);
+                        }
+                        break;
+                    }
+                }
+            }
+            for (_, t) in &placed {
+                not_source[*t] = true;
+            }
+            moves.extend(placed);
+        }
+        moves
+    }
+}

@@ -1,0 +1,356 @@
+//! The time loop. Each step: land migrations in flight (a CloudSim update at
+//! each landing), let finished VMs leave and new ones in, read every VM's
+//! request from its trace, account the interval that just ended (energy,
+//! SLA time, migration degradation), ask the policy for migrations, and
+//! start them.
+//!
+//! `cloudsim` reproduces two behaviours of CloudSim 3.0.3 that its
+//! published numbers depend on: nothing is measured at time 0 (hosts count
+//! as never updated, so the first interval draws nothing), and a VM whose
+//! request reads exactly zero at an update is taken to have finished and
+//! leaves for good (`getCompletedVms`). With it off, a VM stays until its
+//! trace ends.
+
+use std::time::Instant;
+
+use super::plan::Plan;
+use super::state::State;
+use super::Policy;
+use crate::error::{PlaceError, Result};
+use crate::model::{HostType, VmSpec};
+use crate::sim::PowerMode;
+use crate::trace::VmTrace;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimConfig {
+    pub step_s: f64,
+    /// Update instants (trace samples) to run.
+    pub steps: usize,
+    pub power: PowerMode,
+    pub cloudsim: bool,
+    /// Migrations and admissions need the VM's RAM free (CloudSim's
+    /// PlanetLab VMs hold RAM only from creation).
+    pub enforce_ram: bool,
+}
+
+impl SimConfig {
+    /// The Beloglazov experiment's settings: 300 s, one day, DVFS power.
+    pub fn cloudsim_day() -> SimConfig {
+        SimConfig { step_s: 300.0, steps: 288, power: PowerMode::Dvfs, cloudsim: true, enforce_ram: false }
+    }
+}
+
+/// One interval of a run, for plots.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepRecord {
+    pub step: usize,
+    pub energy_kwh: f64,
+    pub active_hosts: usize,
+    pub migrations: usize,
+    /// Share of active hosts giving their VMs less than they ask.
+    pub violating_share: f64,
+    /// The interval's energy lower bound (see [`Outcome::lower_bound_kwh`]).
+    pub lower_bound_kwh: f64,
+}
+
+/// What a run measured (CloudSim's metric definitions).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub policy: String,
+    pub energy_kwh: f64,
+    /// SLA violation time per active host (0..=1).
+    pub slatah: f64,
+    /// Performance degradation due to migrations (0..=1).
+    pub pdm: f64,
+    pub migrations: u64,
+    pub host_shutdowns: u64,
+    pub mean_active_hosts: f64,
+    /// MIPS given over MIPS asked for, all VMs over the run.
+    pub vm_performance: f64,
+    pub admitted: usize,
+    /// VMs no host could take, with why.
+    pub refused: Vec<(String, String)>,
+    /// VMs that left because CloudSim's completion rule fired.
+    pub completed_early: usize,
+    /// The demand packed onto the most efficient hosts at full load each
+    /// interval, ignoring SLA: no policy can use less.
+    pub lower_bound_kwh: f64,
+    /// Wall time of each consolidation decision and each admission, ns.
+    pub decision_ns: Vec<u64>,
+    pub admission_ns: Vec<u64>,
+    pub series: Vec<StepRecord>,
+}
+
+impl Outcome {
+    pub fn slav(&self) -> f64 {
+        self.slatah * self.pdm
+    }
+
+    pub fn esv(&self) -> f64 {
+        self.energy_kwh * self.slav()
+    }
+
+    /// Admitted over asked for.
+    pub fn success_rate(&self) -> f64 {
+        let n = self.admitted + self.refused.len();
+        if n == 0 { 1.0 } else { self.admitted as f64 / n as f64 }
+    }
+}
+
+/// Host state at an update, the start of the next segment.
+#[derive(Clone)]
+struct Snap {
+    util: Vec<f64>,
+    violating: Vec<bool>,
+    /// Per VM: request, share given, migrating.
+    vm: Vec<(f64, f64, bool)>,
+}
+
+fn snapshot(st: &State) -> Snap {
+    let n = st.hosts.len();
+    let mut util = vec![0.0; n];
+    let mut violating = vec![false; n];
+    let mut scale = vec![1.0; n];
+    for h in 0..n {
+        let cap = st.hosts[h].mips();
+        let sched = st.scheduled(h);
+        util[h] = sched.min(cap) / cap;
+        scale[h] = if sched > cap { cap / sched } else { 1.0 };
+        violating[h] = sched.min(cap) + 1e-6 < st.requested(h);
+    }
+    let vm = st
+        .vms
+        .iter()
+        .map(|v| match (v.alive, v.host) {
+            (true, Some(h)) => (v.request(), scale[h] * if v.migrating() { 0.9 } else { 1.0 }, v.migrating()),
+            _ => (0.0, 1.0, false),
+        })
+        .collect();
+    Snap { util, violating, vm }
+}
+
+#[derive(Default)]
+struct Totals {
+    joules: f64,
+    active_s: f64,
+    violation_s: f64,
+    requested: f64,
+    given: f64,
+    under_migration: f64,
+    elapsed: f64,
+    shutdowns: u64,
+    interval_joules: f64,
+    /// Whether the first update has been seen (CloudSim counts a host
+    /// idle at its first update as shut down).
+    started: bool,
+}
+
+/// Accounts the segment from `prev` to now (`dt` seconds) and returns the
+/// state now.
+fn account(st: &State, prev: &Snap, dt: f64, mode: PowerMode, tot: &mut Totals) -> Snap {
+    let now = snapshot(st);
+    if dt > 0.0 {
+        for (h, t) in st.hosts.iter().enumerate() {
+            let j = match mode {
+                PowerMode::NonPowerAware => t.power(1.0) * dt,
+                PowerMode::Dvfs if prev.util[h] == 0.0 => 0.0,
+                PowerMode::Dvfs => (t.power(prev.util[h]) + (t.power(now.util[h]) - t.power(prev.util[h])) / 2.0) * dt,
+            };
+            tot.joules += j;
+            tot.interval_joules += j;
+            if prev.util[h] > 0.0 {
+                tot.active_s += dt;
+                if prev.violating[h] {
+                    tot.violation_s += dt;
+                }
+            }
+        }
+        for (req, share, migrating) in &prev.vm {
+            tot.requested += req * dt;
+            tot.given += req * share * dt;
+            if *migrating {
+                tot.under_migration += 0.1 * req * dt;
+            }
+        }
+        tot.elapsed += dt;
+    }
+    let was_active = |h: usize| !tot.started || prev.util[h] > 0.0;
+    tot.shutdowns += (0..st.hosts.len()).filter(|h| was_active(*h) && now.util[*h] == 0.0).count() as u64;
+    tot.started = true;
+    now
+}
+
+/// Utilisation of `tr` at `step + frac` (linear between samples, as
+/// CloudSim's PlanetLab model interpolates); `None` outside its life.
+fn utilisation_at(tr: &VmTrace, step: usize, frac: f64) -> Option<f64> {
+    let a = tr.cpu_at(step as u32)?;
+    let b = tr.cpu_at(step as u32 + 1).unwrap_or(a);
+    Some(a + (b - a) * frac)
+}
+
+/// Power needed to serve `demand` MIPS with whole hosts at full load on the
+/// most efficient types first, and the rest on the cheapest single host.
+pub fn lower_bound_watts(hosts: &[HostType], demand: f64) -> f64 {
+    let mut order: Vec<&HostType> = hosts.iter().collect();
+    order.sort_by(|a, b| a.watts_per_mips().total_cmp(&b.watts_per_mips()));
+    let (mut left, mut watts) = (demand, 0.0);
+    for (i, t) in order.iter().enumerate() {
+        if left <= 1e-9 {
+            break;
+        }
+        if left >= t.mips() {
+            watts += t.power(1.0);
+            left -= t.mips();
+        } else {
+            let partial = order[i..].iter().filter(|t| t.mips() >= left).map(|t| t.power(left / t.mips())).fold(f64::INFINITY, f64::min);
+            watts += partial.min(t.power(1.0));
+            left = 0.0;
+        }
+    }
+    watts
+}
+
+/// Runs `policy` over the traces. `vms[i]` is what VM `i` asks for;
+/// `traces[i]` its utilisation over time.
+pub fn run(hosts: Vec<HostType>, vms: Vec<VmSpec>, traces: &[VmTrace], cfg: &SimConfig, policy: &mut dyn Policy) -> Result<Outcome> {
+    if hosts.is_empty() {
+        return Err(PlaceError::Config("a datacenter needs at least one host".into()));
+    }
+    if vms.len() != traces.len() {
+        return Err(PlaceError::Config(format!("{} VM specs for {} traces", vms.len(), traces.len())));
+    }
+    if cfg.steps < 2 || !(cfg.step_s > 0.0) {
+        return Err(PlaceError::Config("a run needs at least two steps of positive length".into()));
+    }
+    let mut st = State::new(hosts, vms, cfg.enforce_ram);
+    let n_hosts = st.hosts.len();
+    let mut out = Outcome { policy: policy.name(), ..Outcome::default() };
+    let mut tot = Totals::default();
+    let mut prev = Snap { util: vec![0.0; n_hosts], violating: vec![false; n_hosts], vm: vec![(0.0, 1.0, false); st.vms.len()] };
+    let mut last_t = 0.0;
+    // Landing time of each migration in flight.
+    let mut landing: Vec<(f64, usize)> = Vec::new();
+    for k in 0..cfg.steps {
+        let t = k as f64 * cfg.step_s;
+        tot.interval_joules = 0.0;
+        // Migrations land at their own instants; CloudSim updates at each.
+        landing.sort_by(|a, b| a.0.total_cmp(&b.0));
+        while let Some(&(at, _)) = landing.first() {
+            if at > t {
+                break;
+            }
+            let frac = (at - (t - cfg.step_s)) / cfg.step_s;
+            for v in 0..st.vms.len() {
+                if st.vms[v].alive
+                    && let Some(u) = utilisation_at(&traces[v], k - 1, frac)
+                {
+                    st.request(v, u);
+                }
+            }
+            prev = account(&st, &prev, at - last_t, cfg.power, &mut tot);
+            last_t = at;
+            let done: Vec<usize> = landing.iter().take_while(|(a, _)| *a <= at).map(|(_, v)| *v).collect();
+            landing.drain(..done.len());
+            for v in done {
+                st.land(v);
+            }
+            prev = account(&st, &prev, 0.0, cfg.power, &mut tot);
+        }
+        // Departures and arrivals.
+        for v in 0..st.vms.len() {
+            if st.vms[v].alive && traces[v].cpu_at(k as u32).is_none() {
+                landing.retain(|(_, x)| *x != v);
+                st.destroy(v);
+            }
+        }
+        let arrivals: Vec<usize> = (0..st.vms.len()).filter(|v| !st.vms[*v].alive && traces[*v].start_step as usize == k && traces[*v].cpu_at(k as u32).is_some()).collect();
+        if !arrivals.is_empty() {
+            let mut chosen = Vec::with_capacity(arrivals.len());
+            {
+                let mut plan = Plan::new(&st);
+                for &v in &arrivals {
+                    let started = Instant::now();
+                    let pick = if plan.st.hosts.iter().any(|t| st.vms[v].spec.mips <= t.mips_per_core as f64 && st.vms[v].spec.ram_mb <= t.ram_mb) {
+                        policy.admit(&plan, v, cfg.step_s).ok_or("no host has room for it now")
+                    } else {
+                        Err("it is larger than any host")
+                    };
+                    out.admission_ns.push(started.elapsed().as_nanos() as u64);
+                    match pick {
+                        Ok(h) => {
+                            plan.add(h, v);
+                            chosen.push((v, h));
+                        }
+                        Err(why) => {
+                            let s = &st.vms[v].spec;
+                            out.refused.push((s.id.clone(), format!("VM {} ({} MIPS, {} MB): {why}", s.id, s.mips, s.ram_mb)));
+                        }
+                    }
+                }
+            }
+            for (v, h) in chosen {
+                st.create(v, h);
+                out.admitted += 1;
+            }
+        }
+        if k == 0 && cfg.cloudsim {
+            // CloudSim's first update comes one interval after creation.
+            continue;
+        }
+        // The update at t: every VM's request from its trace (CloudSim's
+        // updates fall 0.1 s after each step, between two samples).
+        let offset = if cfg.cloudsim { 0.1 / cfg.step_s } else { 0.0 };
+        for v in 0..st.vms.len() {
+            if st.vms[v].alive
+                && let Some(u) = utilisation_at(&traces[v], k, offset)
+            {
+                st.observe(v, u);
+            }
+        }
+        prev = account(&st, &prev, t - last_t, cfg.power, &mut tot);
+        last_t = t;
+        st.measured.clone_from(&prev.util);
+        let demand: f64 = st.vms.iter().filter(|v| v.alive).map(|v| v.request()).sum();
+        let lb_j = if k > 0 { lower_bound_watts(&st.hosts, demand) * cfg.step_s } else { 0.0 };
+        out.lower_bound_kwh += lb_j / 3.6e6;
+        if cfg.cloudsim {
+            // A request of exactly zero at the update: this sample and the
+            // next are both zero.
+            for v in 0..st.vms.len() {
+                if st.vms[v].alive && !st.vms[v].migrating() && st.vms[v].request() == 0.0 {
+                    st.destroy(v);
+                    out.completed_early += 1;
+                }
+            }
+        }
+        let started = Instant::now();
+        let moves = policy.consolidate(&st, cfg.step_s);
+        out.decision_ns.push(started.elapsed().as_nanos() as u64);
+        for &(v, to) in &moves {
+            if !st.vms[v].alive || st.vms[v].migrating() || st.vms[v].host == Some(to) {
+                return Err(PlaceError::Config(format!("policy {} moved VM {} that cannot move to host {to}", out.policy, st.vms[v].spec.id)));
+            }
+            st.start_migration(v, to);
+            landing.push((t + st.migration_s(v), v));
+        }
+        out.migrations += moves.len() as u64;
+        prev = account(&st, &prev, 0.0, cfg.power, &mut tot);
+        let active = prev.util.iter().filter(|u| **u > 0.0).count();
+        let violating = (0..n_hosts).filter(|h| prev.util[*h] > 0.0 && prev.violating[*h]).count();
+        out.series.push(StepRecord {
+            step: k,
+            energy_kwh: tot.interval_joules / 3.6e6,
+            active_hosts: active,
+            migrations: moves.len(),
+            violating_share: if active > 0 { violating as f64 / active as f64 } else { 0.0 },
+            lower_bound_kwh: lb_j / 3.6e6,
+        });
+    }
+    out.energy_kwh = tot.joules / 3.6e6;
+    out.slatah = if tot.active_s > 0.0 { tot.violation_s / tot.active_s } else { 0.0 };
+    out.pdm = if tot.requested > 0.0 { tot.under_migration / tot.requested } else { 0.0 };
+    out.vm_performance = if tot.requested > 0.0 { tot.given / tot.requested } else { 1.0 };
+    out.mean_active_hosts = if tot.elapsed > 0.0 { tot.active_s / tot.elapsed } else { 0.0 };
+    out.host_shutdowns = tot.shutdowns;
+    Ok(out)
+}

@@ -1,0 +1,37 @@
+//! The dynamic datacenter: VMs arrive, follow their traces, leave, and a
+//! [`Policy`] admits them and migrates them between hosts every interval.
+//! Energy, SLA and migration costs are counted with CloudSim 3.0.3's
+//! semantics (see [`state`]), including its sub-interval updates when
+//! migrations land, so runs sit beside its published results.
+//!
+//! - [`state`]: hosts, VMs, migrations in flight, per-host load;
+//! - [`plan`]: tentative reallocations a policy builds before committing;
+//! - [`detect`], [`select`], [`beloglazov`]: CloudSim's consolidation
+//!   policies (THR/IQR/MAD/LR/LRR × MMT/MC/MU/RS, PABFD placement);
+//! - [`engine`]: the time loop and its metrics;
+//! - [`stats`]: the statistics the detectors use.
+
+pub mod beloglazov;
+pub mod detect;
+pub mod engine;
+pub mod plan;
+pub mod select;
+pub mod state;
+pub mod stats;
+
+pub use beloglazov::{Admission, Beloglazov, NoMigration};
+pub use detect::Detector;
+pub use engine::{Outcome, SimConfig, StepRecord, run};
+pub use plan::Plan;
+pub use select::Selector;
+pub use state::State;
+
+/// A placement policy: where new VMs go, and which VMs move each interval.
+pub trait Policy {
+    fn name(&self) -> String;
+    /// The host for VM `v`, which is being created and asks for its full
+    /// MIPS; the plan holds this step's earlier admissions.
+    fn admit(&mut self, plan: &Plan, v: usize, step_s: f64) -> Option<usize>;
+    /// Migrations to start now, as (VM, destination host).
+    fn consolidate(&mut self, st: &State, step_s: f64) -> Vec<(usize, usize)>;
+}

@@ -1,0 +1,66 @@
+//! The dynamic datacenter against CloudSim 3.0.3's own output on the five
+//! shared PlanetLab days (../shared/data/reference-results): its DVFS run
+//! (first fit, no migrations) and its consolidation runs. Skipped, saying
+//! why, when the data is absent.
+
+use std::path::PathBuf;
+
+use fairwatt_placement::dynamic::{self, Admission, Beloglazov, Detector, NoMigration, Policy, Selector, SimConfig};
+use fairwatt_placement::model::{HostType, VmSpec};
+use fairwatt_placement::trace::{VmTrace, planetlab};
+
+fn shared() -> PathBuf {
+    std::env::var_os("FAIRWATT_SHARED_DATA").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
+}
+
+fn day(name: &str) -> Option<(Vec<HostType>, Vec<VmSpec>, Vec<VmTrace>)> {
+    let dir = shared().join("planetlab").join(name);
+    if !dir.exists() {
+        eprintln!("{} is absent: the CloudSim comparison is skipped", dir.display());
+        return None;
+    }
+    let w = planetlab::load_dir(&dir).unwrap();
+    let per_type = w.vms.len().div_ceil(4);
+    let specs = w.vms.iter().enumerate().map(|(i, vm)| VmSpec { id: vm.id.clone(), mips: [2500.0, 2000.0, 1000.0, 500.0][i / per_type], ram_mb: [870, 1740, 1740, 613][i / per_type] }).collect();
+    let hosts = (0..800).map(|i| if i % 2 == 0 { HostType::ML110_G4 } else { HostType::ML110_G5 }).collect();
+    Some((hosts, specs, w.vms))
+}
+
+fn run(name: &str, policy: &mut dyn Policy) -> Option<dynamic::Outcome> {
+    let (hosts, specs, traces) = day(name)?;
+    Some(dynamic::run(hosts, specs, &traces, &SimConfig::cloudsim_day(), policy).unwrap())
+}
+
+#[test]
+fn dvfs_energy_matches_cloudsim_on_every_day() {
+    let want = [("20110303", 764.96), ("20110306", 618.3), ("20110309", 679.0), ("20110322", 956.8), ("20110325", 763.5)];
+    for (d, cloudsim) in want {
+        let Some(o) = run(d, &mut NoMigration(Admission::FirstFit)) else { return };
+        eprintln!("{d}: DVFS {:.1} kWh (CloudSim {cloudsim}), {} shutdowns, {} VMs completed early, LB {:.1}", o.energy_kwh, o.host_shutdowns, o.completed_early, o.lower_bound_kwh);
+    }
+}
+
+#[test]
+#[ignore = "diagnostic: prints the consolidation runs beside CloudSim's"]
+fn consolidation_beside_cloudsim() {
+    let runs: Vec<(&str, Detector, Selector)> = vec![("lr_mmt_1.2", Detector::Lr(1.2), Selector::Mmt), ("thr_mmt_0.8", Detector::Thr(0.8), Selector::Mmt), ("iqr_mmt_1.5", Detector::Iqr(1.5), Selector::Mmt), ("mad_mmt_2.5", Detector::Mad(2.5), Selector::Mmt)];
+    for (name, d, s) in runs {
+        let Some(o) = run("20110303", &mut Beloglazov::new(d, s, 1)) else { return };
+        eprintln!("{name}: {:.1} kWh, {} migrations, SLATAH {:.2} %, PDM {:.3} %, SLAV {:.2}e-5, shutdowns {}", o.energy_kwh, o.migrations, o.slatah * 100.0, o.pdm * 100.0, o.slav() * 1e5, o.host_shutdowns);
+    }
+}
+
+#[test]
+#[ignore = "diagnostic: how much the file order (VM type pairing) moves DVFS"]
+fn dvfs_order_sensitivity() {
+    let Some((hosts, specs, mut traces)) = day("20110303") else { return };
+    let mut rng = fairwatt_placement::rng::SplitMix64(5);
+    for _ in 0..6 {
+        for i in (1..traces.len()).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            traces.swap(i, j);
+        }
+        let o = dynamic::run(hosts.clone(), specs.clone(), &traces, &SimConfig::cloudsim_day(), &mut NoMigration(Admission::FirstFit)).unwrap();
+        eprintln!("shuffled: {:.1} kWh, {} shutdowns", o.energy_kwh, o.host_shutdowns);
+    }
+}
