@@ -64,3 +64,29 @@ fn dvfs_order_sensitivity() {
         eprintln!("shuffled: {:.1} kWh, {} shutdowns", o.energy_kwh, o.host_shutdowns);
     }
 }
+
+#[test]
+#[ignore = "diagnostic: candidate policies on every day"]
+fn candidates_on_every_day() {
+    for d in ["20110303", "20110306", "20110309", "20110322", "20110325"] {
+        let mut pols: Vec<Beloglazov> = vec![Beloglazov::new(Detector::Lr(1.2), Selector::Mmt, 1)];
+        let mut w = Beloglazov::new(Detector::Lr(1.2), Selector::Mmt, 1);
+        w.wake_cost = true;
+        pols.push(w);
+        for p in &mut pols {
+            let Some(o) = run(d, p) else { return };
+            eprintln!("{d} {:<18} {:6.1} kWh {:6} migr SLATAH {:5.2} % PDM {:.3} % SLAV {:.2}e-5 perf {:.4} hosts {:.1} LB {:.1} shutd {}", o.policy, o.energy_kwh, o.migrations, o.slatah * 100.0, o.pdm * 100.0, o.slav() * 1e5, o.vm_performance, o.mean_active_hosts, o.lower_bound_kwh, o.host_shutdowns);
+        }
+    }
+}
+
+#[test]
+#[ignore = "diagnostic"]
+fn lb_compare() {
+    let a = run("20110303", &mut NoMigration(Admission::FirstFit)).unwrap();
+    let b = run("20110303", &mut Beloglazov::new(Detector::Lr(1.2), Selector::Mmt, 1)).unwrap();
+    for k in [0usize, 1, 2, 5, 50, 100, 200, 280] {
+        eprintln!("{k}: {:.4} {:.4} | {:.4} {:.4}", a.series[k].lower_bound_kwh, b.series[k].lower_bound_kwh, a.series[k].energy_kwh, b.series[k].energy_kwh);
+    }
+    eprintln!("completed {} {} admitted {} {} refused {:?}", a.completed_early, b.completed_early, a.admitted, b.admitted, b.refused.first());
+}

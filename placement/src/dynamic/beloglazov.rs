@@ -40,6 +40,13 @@ impl Admission {
 /// The host whose power rises least when it takes VM `v`, among those not
 /// excluded that fit it and that it would not overload.
 pub fn pabfd(plan: &Plan, v: usize, excluded: &[bool], detector: Detector, step_s: f64) -> Option<usize> {
+    pabfd_with(plan, v, excluded, detector, step_s, false)
+}
+
+/// PABFD; with `wake_cost`, a host that is off pays its idle power too
+/// (CloudSim's PABFD prices waking a host at the dynamic part only, so it
+/// spreads VMs onto sleeping hosts that the next step empties again).
+pub fn pabfd_with(plan: &Plan, v: usize, excluded: &[bool], detector: Detector, step_s: f64, wake_cost: bool) -> Option<usize> {
     let st = plan.st;
     let vm = &st.vms[v];
     let need = if vm.alive { vm.request() } else { vm.spec.mips };
@@ -58,7 +65,8 @@ pub fn pabfd(plan: &Plan, v: usize, excluded: &[bool], detector: Detector, step_
             continue;
         }
         // CloudSim compares with the power the host drew at the last update.
-        let rise = t.power(after) - t.power(st.measured[h]);
+        let asleep = st.measured[h] == 0.0 && !plan.has_vms(h);
+        let rise = if wake_cost && asleep { t.power(after) } else { t.power(after) - t.power(st.measured[h]) };
         if best.is_none_or(|(_, b)| rise < b) {
             best = Some((h, rise));
         }
@@ -93,11 +101,21 @@ pub struct Beloglazov {
     pub detector: Detector,
     pub selector: Selector,
     pub rng: SplitMix64,
+    /// Price waking a sleeping host at its full power (fairwatt's change).
+    pub wake_cost: bool,
+    /// How new VMs are placed (CloudSim: PABFD with the same detector).
+    pub admission: Admission,
 }
 
 impl Beloglazov {
     pub fn new(detector: Detector, selector: Selector, seed: u64) -> Beloglazov {
-        Beloglazov { detector, selector, rng: SplitMix64(seed) }
+        Beloglazov { detector, selector, rng: SplitMix64(seed), wake_cost: false, admission: Admission::Pabfd(detector) }
+    }
+
+    /// fairwatt's consolidation: Beloglazov's loop with waking a host priced
+    /// at its full power, in placement and admission alike.
+    pub fn fairwatt(detector: Detector, selector: Selector, seed: u64) -> Beloglazov {
+        Beloglazov { wake_cost: true, ..Beloglazov::new(detector, selector, seed) }
     }
 }
 
@@ -105,11 +123,15 @@ impl Policy for Beloglazov {
     fn name(&self) -> String {
         let d = self.detector.name();
         let (kind, param) = d.split_once('-').unwrap_or((&d, ""));
-        format!("{kind}-{}-{param}", self.selector.name())
+        let base = format!("{kind}-{}-{param}", self.selector.name());
+        if self.wake_cost { format!("{base}+wake") } else { base }
     }
 
     fn admit(&mut self, plan: &Plan, v: usize, step_s: f64) -> Option<usize> {
-        Admission::Pabfd(self.detector).choose(plan, v, step_s)
+        match self.admission {
+            Admission::Pabfd(d) => pabfd_with(plan, v, &vec![false; plan.hosts()], d, step_s, self.wake_cost),
+            other => other.choose(plan, v, step_s),
+        }
     }
 
     fn consolidate(&mut self, st: &State, step_s: f64) -> Vec<(usize, usize)> {
@@ -130,7 +152,7 @@ impl Policy for Beloglazov {
         by_load(&mut leaving);
         let mut moves = Vec::new();
         for v in leaving {
-            if let Some(h) = pabfd(&plan, v, &over, self.detector, step_s) {
+            if let Some(h) = pabfd_with(&plan, v, &over, self.detector, step_s, self.wake_cost) {
                 plan.add(h, v);
                 moves.push((v, h));
             }
@@ -155,7 +177,7 @@ impl Policy for Beloglazov {
             by_load(&mut vms);
             let mut placed = Vec::new();
             for v in vms {
-                match pabfd(&plan, v, &not_target, self.detector, step_s) {
+                match pabfd_with(&plan, v, &not_target, self.detector, step_s, self.wake_cost) {
                     Some(t) => {
                         plan.add(t, v);
                         placed.push((v, t));

@@ -18,6 +18,8 @@ pub mod plan;
 pub mod select;
 pub mod state;
 pub mod stats;
+#[cfg(test)]
+mod tests;
 
 pub use beloglazov::{Admission, Beloglazov, NoMigration};
 pub use detect::Detector;

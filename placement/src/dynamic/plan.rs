@@ -85,7 +85,9 @@ impl<'a> Plan<'a> {
     pub fn add(&mut self, h: usize, v: usize) {
         let vm = &self.st.vms[v];
         let ram = if self.st.enforce_ram || !vm.alive { vm.spec.ram_mb } else { 0 };
-        self.listed[h] += vm.request();
+        // A VM being created holds its full MIPS but asks for nothing until
+        // its first update (CloudSim's PlanetLab VMs before their cloudlet).
+        self.listed[h] += if vm.alive { vm.request() } else { 0.0 };
         self.sched[h] += vm.scheduled();
         self.ram[h] += ram;
         let cap = self.cap(h);
@@ -112,7 +114,7 @@ impl<'a> Plan<'a> {
     pub fn undo_add(&mut self, h: usize, v: usize) {
         let vm = &self.st.vms[v];
         let ram = if self.st.enforce_ram || !vm.alive { vm.spec.ram_mb } else { 0 };
-        self.listed[h] -= vm.request();
+        self.listed[h] -= if vm.alive { vm.request() } else { 0.0 };
         self.sched[h] -= vm.scheduled();
         self.ram[h] = self.ram[h].saturating_sub(ram);
         let cap = self.cap(h);
