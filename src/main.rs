@@ -11,6 +11,7 @@ mod bench_billing;
 mod bench_ingest;
 mod demo;
 mod serve;
+mod place;
 mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -60,6 +61,11 @@ enum Command {
     },
     /// Write a simulated fleet's trace (with ground truth) to a directory.
     Simulate(simulate::SimulateArgs),
+    /// VM placement: evaluate policies on real or synthetic traces.
+    Place {
+        #[command(subcommand)]
+        command: place::PlaceCommand,
+    },
     /// Run the main job on a simulated fleet and print what it measured.
     Demo(demo::DemoArgs),
     /// Measure the agent's and the simulator's speed.
@@ -88,6 +94,7 @@ fn main() -> anyhow::Result<()> {
         Command::Carbon { command } => admin::carbon(command),
         Command::Invoices { command } => admin::invoices(command),
         Command::Simulate(a) => simulate::run(a),
+        Command::Place { command } => place::run(command),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
     }

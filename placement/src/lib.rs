@@ -5,20 +5,24 @@
 //!   datacenter's allocation and its capacity checks.
 //! - [`heuristics`]: the CloudSim baselines for initial placement (first
 //!   fit, best fit, power-aware best fit, random; arrival or decreasing order).
-//! - [`sim`]: the time-stepped datacenter (CloudSim's energy and SLATAH
-//!   semantics), for now with placements held fixed.
+//! - [`meta`]: the PSO and GA baselines of KDQNVMP: a batch placed for the fewest watts, never worse than FFD.
+//! - [`sim`]: a fixed placement over time (CloudSim's NPA/DVFS energy).
+//! - [`dynamic`]: the dynamic datacenter twin: admission, consolidation
+//!   (CloudSim's THR/IQR/MAD/LR/LRR × MMT/MC/MU/RS and fairwatt's), migration
+//!   costs, CloudSim's metrics and the energy lower bound.
 //! - [`trace`]: VM demand from PlanetLab, Bitbrains and Alibaba GPU 2023
 //!   traces, and a synthetic generator for the default tests.
 //! - [`vbp`]: vector bin packing heuristics and their optimality gap on the public benchmark.
 //! - [`rng`]: the seeded generator behind every random choice.
 //! - [`error`]: the crate's error type ([`trace::TraceError`] for loading).
 //!
-//! Still to come (issue 5): the rest of CloudSim's metrics, dynamic consolidation, metaheuristics, RL agents
-//! whose reward includes attributed energy, and the live decision endpoint.
+//! Still to come (issue 5): RL agents whose reward includes attributed
+//! energy, GPU pods, and the live decision endpoint.
 
 pub mod dynamic;
 pub mod error;
 pub mod heuristics;
+pub mod meta;
 pub mod model;
 pub mod rng;
 pub mod sim;

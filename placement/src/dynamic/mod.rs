@@ -9,6 +9,7 @@
 //! - [`detect`], [`select`], [`beloglazov`]: CloudSim's consolidation
 //!   policies (THR/IQR/MAD/LR/LRR × MMT/MC/MU/RS, PABFD placement);
 //! - [`engine`]: the time loop and its metrics;
+//! - [`setup`]: CloudSim's fleet and VM types, policies by name;
 //! - [`stats`]: the statistics the detectors use.
 
 pub mod beloglazov;
@@ -16,6 +17,7 @@ pub mod detect;
 pub mod engine;
 pub mod plan;
 pub mod select;
+pub mod setup;
 pub mod state;
 pub mod stats;
 #[cfg(test)]
@@ -26,6 +28,7 @@ pub use detect::Detector;
 pub use engine::{Outcome, SimConfig, StepRecord, run};
 pub use plan::Plan;
 pub use select::Selector;
+pub use setup::{cloudsim_hosts, cloudsim_vms, policy_by_name};
 pub use state::State;
 
 /// A placement policy: where new VMs go, and which VMs move each interval.
