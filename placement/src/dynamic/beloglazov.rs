@@ -16,7 +16,7 @@ use super::detect::Detector;
 use super::plan::Plan;
 use super::select::Selector;
 use super::state::State;
-use super::Policy;
+use super::{HostChooser, Policy};
 use crate::rng::SplitMix64;
 
 /// How a new VM finds a host.
@@ -95,8 +95,8 @@ impl Policy for NoMigration {
     }
 }
 
-/// Dynamic consolidation: an overload detector with a VM selector.
-#[derive(Clone, Debug)]
+/// Dynamic consolidation: an overload detector with a VM selector, placing
+/// by PABFD unless a [`HostChooser`] (a learned agent) is plugged in.
 pub struct Beloglazov {
     pub detector: Detector,
     pub selector: Selector,
@@ -105,11 +105,31 @@ pub struct Beloglazov {
     pub wake_cost: bool,
     /// How new VMs are placed (CloudSim: PABFD with the same detector).
     pub admission: Admission,
+    /// Replaces PABFD for admissions and migration targets when set.
+    pub chooser: Option<Box<dyn HostChooser>>,
+}
+
+impl std::fmt::Debug for Beloglazov {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Beloglazov").field("detector", &self.detector).field("selector", &self.selector).field("wake_cost", &self.wake_cost).field("chooser", &self.chooser.as_ref().map(|c| c.name())).finish()
+    }
 }
 
 impl Beloglazov {
     pub fn new(detector: Detector, selector: Selector, seed: u64) -> Beloglazov {
-        Beloglazov { detector, selector, rng: SplitMix64(seed), wake_cost: false, admission: Admission::Pabfd(detector) }
+        Beloglazov { detector, selector, rng: SplitMix64(seed), wake_cost: false, admission: Admission::Pabfd(detector), chooser: None }
+    }
+
+    /// Beloglazov's loop with `chooser` picking every host.
+    pub fn with_chooser(detector: Detector, selector: Selector, seed: u64, chooser: Box<dyn HostChooser>) -> Beloglazov {
+        Beloglazov { chooser: Some(chooser), ..Beloglazov::new(detector, selector, seed) }
+    }
+
+    fn place(&mut self, plan: &Plan, v: usize, excluded: &[bool], step_s: f64) -> Option<usize> {
+        match &mut self.chooser {
+            Some(c) => c.choose(plan, v, excluded, self.detector, step_s),
+            None => pabfd_with(plan, v, excluded, self.detector, step_s, self.wake_cost),
+        }
     }
 
     /// fairwatt's consolidation: Beloglazov's loop with waking a host priced
@@ -124,13 +144,23 @@ impl Policy for Beloglazov {
         let d = self.detector.name();
         let (kind, param) = d.split_once('-').unwrap_or((&d, ""));
         let base = format!("{kind}-{}-{param}", self.selector.name());
-        if self.wake_cost { format!("{base}+wake") } else { base }
+        match &self.chooser {
+            Some(c) => format!("{base}+{}", c.name()),
+            None if self.wake_cost => format!("{base}+wake"),
+            None => base,
+        }
     }
 
     fn admit(&mut self, plan: &Plan, v: usize, step_s: f64) -> Option<usize> {
         match self.admission {
-            Admission::Pabfd(d) => pabfd_with(plan, v, &vec![false; plan.hosts()], d, step_s, self.wake_cost),
+            Admission::Pabfd(_) => self.place(plan, v, &vec![false; plan.hosts()], step_s),
             other => other.choose(plan, v, step_s),
+        }
+    }
+
+    fn observe(&mut self, st: &State, step_s: f64) {
+        if let Some(c) = &mut self.chooser {
+            c.observe(st, step_s);
         }
     }
 
@@ -152,7 +182,7 @@ impl Policy for Beloglazov {
         by_load(&mut leaving);
         let mut moves = Vec::new();
         for v in leaving {
-            if let Some(h) = pabfd_with(&plan, v, &over, self.detector, step_s, self.wake_cost) {
+            if let Some(h) = self.place(&plan, v, &over, step_s) {
                 plan.add(h, v);
                 moves.push((v, h));
             }
@@ -177,7 +207,7 @@ impl Policy for Beloglazov {
             by_load(&mut vms);
             let mut placed = Vec::new();
             for v in vms {
-                match pabfd_with(&plan, v, &not_target, self.detector, step_s, self.wake_cost) {
+                match self.place(&plan, v, &not_target, step_s) {
                     Some(t) => {
                         plan.add(t, v);
                         placed.push((v, t));

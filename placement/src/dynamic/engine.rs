@@ -76,6 +76,11 @@ pub struct Outcome {
     /// interval (the lesser of its two ends), ignoring SLA: no policy can
     /// use less.
     pub lower_bound_kwh: f64,
+    /// Energy as attributed: Σ per-host interval energy in µJ, what went to
+    /// VMs, and what did not (`attributed + unattributed = measured`).
+    pub measured_uj: u64,
+    pub attributed_uj: u64,
+    pub unattributed_uj: u64,
     /// Wall time of each consolidation decision and each admission, ns.
     pub decision_ns: Vec<u64>,
     pub admission_ns: Vec<u64>,
@@ -105,6 +110,8 @@ struct Snap {
     violating: Vec<bool>,
     /// Per VM: request, share given, migrating.
     vm: Vec<(f64, f64, bool)>,
+    /// Per VM: the host it runs on (the source while migrating).
+    on: Vec<Option<usize>>,
 }
 
 fn snapshot(st: &State) -> Snap {
@@ -127,7 +134,8 @@ fn snapshot(st: &State) -> Snap {
             _ => (0.0, 1.0, false),
         })
         .collect();
-    Snap { util, violating, vm }
+    let on = st.vms.iter().map(|v| if v.alive { v.host } else { None }).collect();
+    Snap { util, violating, vm, on }
 }
 
 #[derive(Default)]
@@ -141,6 +149,10 @@ struct Totals {
     elapsed: f64,
     shutdowns: u64,
     interval_joules: f64,
+    /// Each host's energy since the last attribution, and per VM the
+    /// MIPS·s it asked for there (the attribution weights).
+    host_j: Vec<f64>,
+    weight: Vec<Vec<(usize, f64)>>,
     /// Whether the first update has been seen (CloudSim counts a host
     /// idle at its first update as shut down).
     started: bool,
@@ -159,6 +171,7 @@ fn account(st: &State, prev: &Snap, dt: f64, mode: PowerMode, tot: &mut Totals) 
             };
             tot.joules += j;
             tot.interval_joules += j;
+            tot.host_j[h] += j;
             if prev.util[h] > 0.0 {
                 tot.active_s += dt;
                 if prev.violating[h] {
@@ -166,7 +179,10 @@ fn account(st: &State, prev: &Snap, dt: f64, mode: PowerMode, tot: &mut Totals) 
                 }
             }
         }
-        for (req, share, migrating) in &prev.vm {
+        for (v, (req, share, migrating)) in prev.vm.iter().enumerate() {
+            if let Some(h) = prev.on[v] {
+                tot.weight[h].push((v, req * dt));
+            }
             tot.requested += req * dt;
             tot.given += req * share * dt;
             if *migrating {
@@ -179,6 +195,31 @@ fn account(st: &State, prev: &Snap, dt: f64, mode: PowerMode, tot: &mut Totals) 
     tot.shutdowns += (0..st.hosts.len()).filter(|h| was_active(*h) && now.util[*h] == 0.0).count() as u64;
     tot.started = true;
     now
+}
+
+/// Splits each host's energy since the last call among the VMs that ran
+/// there, by MIPS·s requested, exactly in microjoules (the ratio method of
+/// the attribution crate); returns (measured, attributed, unattributed) µJ.
+fn attribute(st: &mut State, tot: &mut Totals) -> (u64, u64, u64) {
+    for vm in st.vms.iter_mut() {
+        vm.attributed_last_uj = 0;
+    }
+    let (mut measured, mut given, mut left) = (0u64, 0u64, 0u64);
+    for h in 0..st.hosts.len() {
+        let total = (tot.host_j[h] * 1e6).round() as u64;
+        measured += total;
+        tot.host_j[h] = 0.0;
+        let parts = std::mem::take(&mut tot.weight[h]);
+        let w: Vec<f64> = parts.iter().map(|p| p.1).collect();
+        let split = fairwatt_attribution::alloc::split(total, &w);
+        for ((v, _), uj) in parts.iter().zip(&split.shares) {
+            st.vms[*v].attributed_last_uj += uj;
+            st.vms[*v].attributed_uj += uj;
+            given += uj;
+        }
+        left += split.unsplit;
+    }
+    (measured, given, left)
 }
 
 /// Utilisation of `tr` at `step + frac` (linear between samples, as
@@ -226,8 +267,8 @@ pub fn run(hosts: Vec<HostType>, vms: Vec<VmSpec>, traces: &[VmTrace], cfg: &Sim
     let mut st = State::new(hosts, vms, cfg.enforce_ram);
     let n_hosts = st.hosts.len();
     let mut out = Outcome { policy: policy.name(), ..Outcome::default() };
-    let mut tot = Totals::default();
-    let mut prev = Snap { util: vec![0.0; n_hosts], violating: vec![false; n_hosts], vm: vec![(0.0, 1.0, false); st.vms.len()] };
+    let mut tot = Totals { host_j: vec![0.0; n_hosts], weight: vec![Vec::new(); n_hosts], ..Totals::default() };
+    let mut prev = Snap { util: vec![0.0; n_hosts], violating: vec![false; n_hosts], vm: vec![(0.0, 1.0, false); st.vms.len()], on: vec![None; st.vms.len()] };
     let mut last_t = 0.0;
     let (mut lb_prev_w, mut lb_prev_t) = (0.0, 0.0);
     // Landing time of each migration in flight.
@@ -312,6 +353,10 @@ pub fn run(hosts: Vec<HostType>, vms: Vec<VmSpec>, traces: &[VmTrace], cfg: &Sim
         prev = account(&st, &prev, t - last_t, cfg.power, &mut tot);
         last_t = t;
         st.measured.clone_from(&prev.util);
+        let (measured, given, left) = attribute(&mut st, &mut tot);
+        out.measured_uj += measured;
+        out.attributed_uj += given;
+        out.unattributed_uj += left;
         let demand: f64 = st.vms.iter().filter(|v| v.alive).map(|v| v.request()).sum();
         // The interval's bound takes the lesser demand of its two ends, so
         // it stays below the trapezoid whichever way the load moves.
@@ -329,6 +374,7 @@ pub fn run(hosts: Vec<HostType>, vms: Vec<VmSpec>, traces: &[VmTrace], cfg: &Sim
                 }
             }
         }
+        policy.observe(&st, cfg.step_s);
         let started = Instant::now();
         let moves = policy.consolidate(&st, cfg.step_s);
         out.decision_ns.push(started.elapsed().as_nanos() as u64);
@@ -352,6 +398,10 @@ pub fn run(hosts: Vec<HostType>, vms: Vec<VmSpec>, traces: &[VmTrace], cfg: &Sim
             lower_bound_kwh: lb_j / 3.6e6,
         });
     }
+    let (measured, given, left) = attribute(&mut st, &mut tot);
+    out.measured_uj += measured;
+    out.attributed_uj += given;
+    out.unattributed_uj += left;
     out.energy_kwh = tot.joules / 3.6e6;
     out.slatah = if tot.active_s > 0.0 { tot.violation_s / tot.active_s } else { 0.0 };
     out.pdm = if tot.requested > 0.0 { tot.under_migration / tot.requested } else { 0.0 };

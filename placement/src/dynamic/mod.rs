@@ -39,4 +39,19 @@ pub trait Policy {
     fn admit(&mut self, plan: &Plan, v: usize, step_s: f64) -> Option<usize>;
     /// Migrations to start now, as (VM, destination host).
     fn consolidate(&mut self, st: &State, step_s: f64) -> Vec<(usize, usize)>;
+    /// Sees the state after each update, before `consolidate` (learners
+    /// turn it into rewards for their earlier choices).
+    fn observe(&mut self, _st: &State, _step_s: f64) {}
+}
+
+/// Picks the host for one VM (a new one, or one leaving an overloaded or
+/// underloaded host) inside Beloglazov's loop; PABFD is the default and
+/// learned agents plug in here.
+pub trait HostChooser {
+    fn name(&self) -> String;
+    /// A host not `excluded` that fits VM `v` as the plan stands, or none.
+    /// `detector` says which hosts the VM would overload.
+    fn choose(&mut self, plan: &Plan, v: usize, excluded: &[bool], detector: Detector, step_s: f64) -> Option<usize>;
+    /// The state after each update (see [`Policy::observe`]).
+    fn observe(&mut self, _st: &State, _step_s: f64) {}
 }

@@ -34,6 +34,10 @@ pub struct Vm {
     pub held_ram: u64,
     /// False once it left (trace ended, or CloudSim's completion rule).
     pub alive: bool,
+    /// Energy attributed to it over the last interval and over its life,
+    /// microjoules (its host's energy split by the VMs' requests).
+    pub attributed_last_uj: u64,
+    pub attributed_uj: u64,
     /// Created and not yet measured: the scheduler holds its full MIPS
     /// while its request reads zero (CloudSim before the first update).
     pub fresh: bool,
@@ -77,7 +81,7 @@ impl State {
         let n = hosts.len();
         let vms = vms
             .into_iter()
-            .map(|spec| Vm { requested: spec.mips, spec, host: None, target: None, history: VecDeque::new(), held_ram: 0, alive: false, fresh: false })
+            .map(|spec| Vm { requested: spec.mips, spec, host: None, target: None, history: VecDeque::new(), held_ram: 0, alive: false, fresh: false, attributed_last_uj: 0, attributed_uj: 0 })
             .collect();
         State { hosts, vms, resident: vec![Vec::new(); n], incoming: vec![Vec::new(); n], measured: vec![0.0; n], enforce_ram, migration_mb_s: 1_000_000.0 / 16_000.0 }
     }

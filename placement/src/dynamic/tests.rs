@@ -77,6 +77,11 @@ fn a_migration_costs_its_destination_sla_time_and_its_vm_ten_percent() {
     let dst = G5.power(tenth) * d + G5.power(half) * (600.0 - d);
     assert!((o.energy_kwh - (src + dst) / 3.6e6).abs() < 1e-12, "{} vs {}", o.energy_kwh, (src + dst) / 3.6e6);
     assert!((o.vm_performance - (1.0 - 0.1 * 1600.0 * d / (3200.0 * 600.0))).abs() < 1e-12);
+    // Each host's energy goes to the VMs that ran there, by MIPS·s asked.
+    // a and b ask alike, so they tie and share evenly; only a microjoule a
+    // tie cannot halve stays unattributed.
+    assert_eq!(o.attributed_uj + o.unattributed_uj, o.measured_uj);
+    assert!(o.unattributed_uj <= 1, "{}", o.unattributed_uj);
 }
 
 #[test]
@@ -89,6 +94,10 @@ fn consolidation_saves_energy_on_a_synthetic_fleet_and_never_beats_the_bound() {
     let lr = run(hosts.clone(), vms.clone(), &w.vms, &c, &mut Beloglazov::new(Detector::Lr(1.2), Selector::Mmt, 1)).unwrap();
     let ours = run(hosts.clone(), vms.clone(), &w.vms, &c, &mut Beloglazov::fairwatt(Detector::Lr(1.2), Selector::Mmt, 1)).unwrap();
     for o in [&fixed, &lr, &ours] {
+        // Energy is conserved through attribution, exactly, in µJ.
+        assert_eq!(o.attributed_uj + o.unattributed_uj, o.measured_uj, "{}", o.policy);
+        assert!((o.measured_uj as f64 / 3.6e12 - o.energy_kwh).abs() < 1e-6, "{}", o.policy);
+        assert!(o.attributed_uj as f64 > 0.99 * o.measured_uj as f64, "{}: hosts with VMs give all their energy to them", o.policy);
         assert!(o.energy_kwh >= o.lower_bound_kwh, "{}: {} below the bound {}", o.policy, o.energy_kwh, o.lower_bound_kwh);
         assert_eq!(o.admitted, 60);
         assert!(o.vm_performance > 0.95 && o.vm_performance <= 1.0);
