@@ -25,11 +25,13 @@ pub struct AppState {
     pub daily_rollups: bool,
     /// Usage answers kept until the ledger's generation moves (None: off).
     pub usage_cache: Option<crate::usage::Cache>,
+    /// Live placement: reservations and the ledger's power per host.
+    pub placement: crate::decide::Placement,
 }
 
 impl AppState {
     pub fn new(db: Db, s: Settings) -> AppState {
-        AppState { db, max_body: MAX_BODY, issuer: s.issuer, idle_policy: s.idle_policy, metrics: Default::default(), daily_rollups: s.daily_rollups, usage_cache: s.usage_cache.then(Default::default) }
+        AppState { db, max_body: MAX_BODY, issuer: s.issuer, idle_policy: s.idle_policy, metrics: Default::default(), daily_rollups: s.daily_rollups, usage_cache: s.usage_cache.then(Default::default), placement: Default::default() }
     }
 }
 
@@ -102,6 +104,7 @@ pub fn serve_with(listener: TcpListener, db: Db, settings: Settings) -> Result<S
             .route("/v1/invoice-runs", web::post().to(invoices::post_run))
             .route("/v1/exports/focus", web::get().to(focus::handler))
             .route("/v1/placement/power", web::get().to(placement::power))
+            .route("/v1/placement/decide", web::post().to(crate::decide::decide))
             .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound("no such endpoint".into())) }))
     })
     .listen(listener)

@@ -19,6 +19,7 @@
 //!   adjustments, the invoice run; [`render`] and [`pdf`] their documents.
 //! - [`focus`]: the FinOps FOCUS 1.0 export.
 //! - [`placement`]: attributed power per host and VM for the placement engine.
+//! - [`decide`]: the live placement decision for a new VM.
 //! - [`app`]: the HTTP server and its routes (`/healthz`, `/readyz`).
 //! - [`error`]: the crate's error enum and its HTTP statuses.
 //! - [`params`]: ids, times and periods as requests give them.
@@ -31,6 +32,7 @@ pub mod billing;
 pub mod carbon;
 pub mod carbon_csv;
 pub mod db;
+pub mod decide;
 pub mod error;
 pub mod focus;
 pub mod ingest;

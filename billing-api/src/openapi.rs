@@ -67,6 +67,7 @@ pub const ROUTES: &[Route] = &[
     Route { body: Some("PeriodBody"), response: Some("RunResult"), ..r("POST", "/v1/invoice-runs", "Invoice every tenant for a period", &[F], false) },
     Route { query: &[("period", true)], ..r("GET", "/v1/exports/focus", "FinOps FOCUS 1.0 CSV of a period's issued invoices", &[F], false) },
     Route { query: WINDOW, response: Some("HostPower"), ..r("GET", "/v1/placement/power", "Mean measured and attributed power per host and VM", &[P, O], false) },
+    Route { body: Some("DecideBody"), response: Some("Decision"), ..r("POST", "/v1/placement/decide", "The host for a new VM (least added power from the ledger), or 409 no capacity", &[P, O], false) },
 ];
 
 /// Endpoints that take no key.
@@ -113,6 +114,8 @@ fn components() -> ComponentsBuilder {
     c = add::<crate::usage::Usage>(c);
     c = add::<crate::ingest::IngestResult>(c);
     c = add::<crate::placement::HostPower>(c);
+    c = add::<crate::decide::DecideBody>(c);
+    c = add::<crate::decide::Decision>(c);
     // The batch carries records in the trace format (docs/trace-format.md).
     let batch = utoipa::openapi::ObjectBuilder::new()
         .property("batch_id", utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String))

@@ -24,6 +24,7 @@ fn body_for(method: &str, path: &str, tenant: &str) -> Value {
         ("PUT", "/v1/vms/{id}") => json!({"tenant": tenant, "flavor": "m1", "vcpus": 1, "memory_mib": 1024}),
         ("POST", "/v1/tariffs") => json!({"id": format!("t-{}", fastrand()), "region": format!("R{}", fastrand()), "currency": "EUR", "price_per_kwh": "0.2", "valid_from": "2026-01-01T00:00:00Z"}),
         ("POST", "/v1/invoices/{id}/credit-notes") => json!({"reason": "matrix"}),
+        ("POST", "/v1/placement/decide") => json!({"vcpus": 1, "memory_mib": 512}),
         _ => Value::Null,
     }
 }

@@ -13,6 +13,7 @@
 //! - [`trace`]: VM demand from PlanetLab, Bitbrains and Alibaba GPU 2023
 //!   traces, and a synthetic generator for the default tests.
 //! - [`vbp`]: vector bin packing heuristics and their optimality gap on the public benchmark.
+//! - [`live`]: the decision for a VM request against the registered fleet and the ledger.
 //! - [`rng`]: the seeded generator behind every random choice.
 //! - [`error`]: the crate's error type ([`trace::TraceError`] for loading).
 //!
@@ -22,6 +23,7 @@
 pub mod dynamic;
 pub mod error;
 pub mod heuristics;
+pub mod live;
 pub mod meta;
 pub mod model;
 pub mod rng;

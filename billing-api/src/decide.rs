@@ -1,0 +1,158 @@
+//! `POST /v1/placement/decide` (placement, ops): the host a new VM should
+//! go to, from the registered fleet (vCPUs and memory held by live VMs and
+//! by this endpoint's recent decisions) and the power the ledger attributes
+//! on each host over the last hours with data. A request no host can take
+//! gets 409 saying which limit and what the best host has free.
+//!
+//! Each decision reserves its vCPUs and memory on the host for
+//! [`RESERVATION_S`] or until the VM shows up placed in the registry, so
+//! concurrent requests do not all land on the same last slot.
+
+use std::sync::Mutex;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use fairwatt_placement::live::{self, LiveHost, LivePolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::auth::{Role, authenticate};
+use crate::error::{ApiError, Result};
+use crate::params::{HOUR_US, check_id, format_time, json_body};
+
+/// How long a decision holds its capacity without the VM appearing.
+pub const RESERVATION_S: i64 = 600;
+/// The ledger window the power figures average over.
+const WINDOW_HOURS: i64 = 3;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideBody {
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    /// Only hosts in this region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The VM's id, when known: its reservation ends once it is placed.
+    #[serde(default)]
+    pub vm: Option<String>,
+    /// energy (default), first-fit or best-fit.
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Decision {
+    pub host: String,
+    pub region: String,
+    pub policy: String,
+    /// Power the VM is estimated to add on that host, watts.
+    pub added_w: f64,
+    /// Hosts that could have taken it.
+    pub candidates: usize,
+    pub reserved_until: String,
+}
+
+struct Reservation {
+    host: String,
+    vcpus: u32,
+    mib: u64,
+    until_us: i64,
+    vm: Option<String>,
+}
+
+/// Capacity held by recent decisions, and the ledger's power per host
+/// cached by ledger generation.
+#[derive(Default)]
+pub struct Placement {
+    reservations: Mutex<Vec<Reservation>>,
+    power: Mutex<Option<(i64, std::collections::HashMap<String, (f64, f64)>)>>,
+}
+
+pub async fn decide(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse> {
+    authenticate(&state.db, &req).await?.require(&[Role::Placement, Role::Ops])?;
+    let b: DecideBody = json_body(&body)?;
+    if let Some(vm) = &b.vm {
+        check_id("VM", vm)?;
+    }
+    let policy = LivePolicy::by_name(b.policy.as_deref().unwrap_or("energy")).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let now = crate::db::now_us();
+    let mut hosts = fleet(&state, now).await?;
+    let pick = live::decide(&hosts, &live::Request { vcpus: b.vcpus, memory_mib: b.memory_mib, region: b.region.clone() }, policy).map_err(|e| match e {
+        fairwatt_placement::PlaceError::NoCapacity(m) => ApiError::Conflict(format!("no capacity: {m}")),
+        other => ApiError::BadRequest(other.to_string()),
+    })?;
+    let h = hosts.swap_remove(pick.host);
+    let until = now + RESERVATION_S * 1_000_000;
+    state.placement.reservations.lock().expect("reservations lock").push(Reservation { host: h.id.clone(), vcpus: b.vcpus, mib: b.memory_mib, until_us: until, vm: b.vm.clone() });
+    let out = Decision { host: h.id, region: h.region, policy: policy.as_str().into(), added_w: pick.added_w, candidates: pick.candidates, reserved_until: format_time(until) };
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// Every host with what is taken on it now and its recent power.
+async fn fleet(state: &AppState, now: i64) -> Result<Vec<LiveHost>> {
+    let pool = &state.db.pool;
+    let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT h.id, h.region, h.vcpus, h.memory_mib, CAST(COALESCE(SUM(v.vcpus), 0) AS BIGINT), CAST(COALESCE(SUM(v.memory_mib), 0) AS BIGINT) FROM hosts h \
+         LEFT JOIN vm_placements p ON p.host = h.id AND p.to_us IS NULL LEFT JOIN vms v ON v.id = p.vm AND v.deleted_us IS NULL \
+         GROUP BY h.id, h.region, h.vcpus, h.memory_mib ORDER BY h.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let placed: std::collections::HashSet<String> = {
+        let names: Vec<String> = {
+            let res = state.placement.reservations.lock().expect("reservations lock");
+            res.iter().filter_map(|r| r.vm.clone()).collect()
+        };
+        let mut found = std::collections::HashSet::new();
+        for vm in names {
+            let open: Option<(String,)> = sqlx::query_as("SELECT vm FROM vm_placements WHERE vm = $1 AND to_us IS NULL").bind(&vm).fetch_optional(pool).await?;
+            if open.is_some() {
+                found.insert(vm);
+            }
+        }
+        found
+    };
+    let power = power(state).await?;
+    let mut res = state.placement.reservations.lock().expect("reservations lock");
+    // A reservation ends when it expires or its VM is placed (then the
+    // registry counts it).
+    res.retain(|r| r.until_us > now && !r.vm.as_ref().is_some_and(|v| placed.contains(v)));
+    Ok(rows
+        .into_iter()
+        .map(|(id, region, vcpus, mib, used_v, used_m)| {
+            let (rv, rm) = res.iter().filter(|r| r.host == id).fold((0u32, 0u64), |(a, b), r| (a + r.vcpus, b + r.mib));
+            let (idle_w, dynamic_w) = power.get(&id).map_or((None, None), |(i, d)| (Some(*i), Some(*d)));
+            LiveHost { region, vcpus: vcpus.max(0) as u32, memory_mib: mib.max(0) as u64, used_vcpus: used_v.max(0) as u32 + rv, used_mib: used_m.max(0) as u64 + rm, idle_w, dynamic_w, id }
+        })
+        .collect())
+}
+
+/// Idle and attributed dynamic watts per host over the last
+/// [`WINDOW_HOURS`] hours with data, recomputed when the ledger moves.
+async fn power(state: &AppState) -> Result<std::collections::HashMap<String, (f64, f64)>> {
+    let pool = &state.db.pool;
+    let generation = crate::db::generation(pool).await?;
+    if let Some((g, map)) = state.placement.power.lock().expect("power lock").as_ref()
+        && *g == generation
+    {
+        return Ok(map.clone());
+    }
+    let last: Option<(Option<i64>,)> = sqlx::query_as("SELECT MAX(hour_us) FROM usage_hourly").fetch_optional(pool).await?;
+    let mut map = std::collections::HashMap::new();
+    if let Some((Some(last),)) = last {
+        let (from, to) = (last - (WINDOW_HOURS - 1) * HOUR_US, last + HOUR_US);
+        let secs = (to - from) as f64 / 1e6;
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT host, CAST(SUM(idle_uj) AS BIGINT), CAST(SUM(dynamic_uj) AS BIGINT) FROM usage_hourly WHERE hour_us >= $1 AND hour_us < $2 AND top_level = 1 GROUP BY host",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(pool)
+        .await?;
+        for (host, idle, dynamic) in rows {
+            map.insert(host, (idle as f64 / 1e6 / secs, dynamic as f64 / 1e6 / secs));
+        }
+    }
+    *state.placement.power.lock().expect("power lock") = Some((generation, map.clone()));
+    Ok(map)
+}
