@@ -48,6 +48,8 @@ pub enum BenchWhat {
     Usage(crate::bench_billing::UsageBenchArgs),
     /// Billing API: issuing every tenant's monthly invoice (invoice run vs one request per tenant).
     Invoices(crate::bench_billing::InvoiceBenchArgs),
+    /// A simulated day per placement policy, and the live decision for one VM at 800 hosts (in process and over HTTP).
+    Placement(crate::bench_place::PlaceBenchArgs),
     /// Simulator speed: intervals of one host with N VMs.
     Sim {
         #[arg(long, default_value_t = 50)]
@@ -66,6 +68,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Ingest(a) => crate::bench_ingest::run(a),
         BenchWhat::Usage(a) => crate::bench_billing::usage(a),
         BenchWhat::Invoices(a) => crate::bench_billing::invoices(a),
+        BenchWhat::Placement(a) => crate::bench_place::run(a),
     }
 }
 

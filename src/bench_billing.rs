@@ -189,16 +189,16 @@ fn store(url: &str, dir: &std::path::Path, name: &str) -> anyhow::Result<(String
 }
 
 /// A keep-alive HTTP/1.1 connection.
-struct Conn {
+pub(crate) struct Conn {
     r: BufReader<tokio::net::TcpStream>,
 }
 
 impl Conn {
-    async fn open(addr: std::net::SocketAddr) -> anyhow::Result<Conn> {
+    pub(crate) async fn open(addr: std::net::SocketAddr) -> anyhow::Result<Conn> {
         Ok(Conn { r: BufReader::new(tokio::net::TcpStream::connect(addr).await?) })
     }
 
-    async fn send(&mut self, method: &str, path: &str, key: &str, body: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+    pub(crate) async fn send(&mut self, method: &str, path: &str, key: &str, body: &str) -> anyhow::Result<(u16, Vec<u8>)> {
         let head = format!("{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         self.r.get_mut().write_all(head.as_bytes()).await?;
         let mut line = String::new();
@@ -223,7 +223,7 @@ impl Conn {
     }
 }
 
-fn quantiles(mut ms: Vec<f64>) -> (f64, f64, f64, f64) {
+pub(crate) fn quantiles(mut ms: Vec<f64>) -> (f64, f64, f64, f64) {
     ms.sort_by(f64::total_cmp);
     let q = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
     (q(0.5), q(0.9), q(0.99), *ms.last().unwrap_or(&0.0))

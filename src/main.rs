@@ -9,6 +9,7 @@ mod attribution_eval;
 mod bench;
 mod bench_billing;
 mod bench_ingest;
+mod bench_place;
 mod demo;
 mod serve;
 mod place;

@@ -79,7 +79,16 @@ pub fn load(spec: &str, hosts: usize) -> anyhow::Result<Experiment> {
                 eprintln!("… and {} more skipped", w.skipped.len() - 5);
             }
             let day = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            (format!("{kind}:{day}"), w.vms)
+            let mut vms = w.vms;
+            if kind == "bitbrains" {
+                // The rnd day-1 files hold each VM's own first day, and
+                // those start up to weeks apart: overlay them on one day.
+                for t in &mut vms {
+                    t.end_step = t.end_step.map(|e| e - t.start_step);
+                    t.start_step = 0;
+                }
+            }
+            (format!("{kind}:{day}"), vms)
         }
         "synthetic" => {
             let mut it = arg.split(':');

@@ -72,7 +72,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         });
         let listener = TcpListener::bind(&a.listen).with_context(|| format!("listening on {}", a.listen))?;
         eprintln!("fairwatt serve: {} on http://{} ({:?} store)", a.database, listener.local_addr()?, db.backend);
-        let settings = Settings { issuer: a.issuer.clone(), idle_policy: a.idle_policy.clone(), daily_rollups: true, usage_cache: true };
+        let settings = Settings { issuer: a.issuer.clone(), idle_policy: a.idle_policy.clone(), daily_rollups: true, usage_cache: true, placement_cache: true };
         serve_with(listener, db, settings)?.await.context("the server stopped")
     })
 }

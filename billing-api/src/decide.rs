@@ -6,8 +6,11 @@
 //!
 //! Each decision reserves its vCPUs and memory on the host for
 //! [`RESERVATION_S`] or until the VM shows up placed in the registry, so
-//! concurrent requests do not all land on the same last slot.
+//! concurrent requests do not all land on the same last slot. The fleet's
+//! capacity is re-read only when the registry's generation moves (a
+//! trigger bumps it with every host, VM or placement change).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -60,12 +63,23 @@ struct Reservation {
     vm: Option<String>,
 }
 
-/// Capacity held by recent decisions, and the ledger's power per host
-/// cached by ledger generation.
+/// Hosts with the vCPUs and MiB live VMs hold on them.
+type Capacity = Vec<(String, String, i64, i64, i64, i64)>;
+
+/// Capacity held by recent decisions; the registry's capacity cached by
+/// registry generation and the ledger's power per host by ledger generation.
 #[derive(Default)]
 pub struct Placement {
+    cache: bool,
     reservations: Mutex<Vec<Reservation>>,
-    power: Mutex<Option<(i64, std::collections::HashMap<String, (f64, f64)>)>>,
+    capacity: Mutex<Option<(i64, std::sync::Arc<Capacity>)>>,
+    power: Mutex<Option<(i64, std::sync::Arc<HashMap<String, (f64, f64)>>)>>,
+}
+
+impl Placement {
+    pub fn new(cache: bool) -> Placement {
+        Placement { cache, ..Placement::default() }
+    }
 }
 
 pub async fn decide(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse> {
@@ -91,45 +105,64 @@ pub async fn decide(req: HttpRequest, state: web::Data<AppState>, body: web::Byt
 /// Every host with what is taken on it now and its recent power.
 async fn fleet(state: &AppState, now: i64) -> Result<Vec<LiveHost>> {
     let pool = &state.db.pool;
-    let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT h.id, h.region, h.vcpus, h.memory_mib, CAST(COALESCE(SUM(v.vcpus), 0) AS BIGINT), CAST(COALESCE(SUM(v.memory_mib), 0) AS BIGINT) FROM hosts h \
-         LEFT JOIN vm_placements p ON p.host = h.id AND p.to_us IS NULL LEFT JOIN vms v ON v.id = p.vm AND v.deleted_us IS NULL \
-         GROUP BY h.id, h.region, h.vcpus, h.memory_mib ORDER BY h.id",
-    )
-    .fetch_all(pool)
-    .await?;
-    let placed: std::collections::HashSet<String> = {
-        let names: Vec<String> = {
-            let res = state.placement.reservations.lock().expect("reservations lock");
-            res.iter().filter_map(|r| r.vm.clone()).collect()
-        };
-        let mut found = std::collections::HashSet::new();
-        for vm in names {
-            let open: Option<(String,)> = sqlx::query_as("SELECT vm FROM vm_placements WHERE vm = $1 AND to_us IS NULL").bind(&vm).fetch_optional(pool).await?;
-            if open.is_some() {
-                found.insert(vm);
+    let (generation,): (i64,) = sqlx::query_as("SELECT gen FROM registry_generation WHERE id = 1").fetch_one(pool).await?;
+    let cached = state.placement.capacity.lock().expect("capacity lock").as_ref().filter(|(g, _)| state.placement.cache && *g == generation).map(|(_, c)| c.clone());
+    let rows = match cached {
+        Some(rows) => rows,
+        None => {
+            let rows: Capacity = sqlx::query_as(
+                "SELECT h.id, h.region, h.vcpus, h.memory_mib, CAST(COALESCE(SUM(v.vcpus), 0) AS BIGINT), CAST(COALESCE(SUM(v.memory_mib), 0) AS BIGINT) FROM hosts h \
+                 LEFT JOIN vm_placements p ON p.host = h.id AND p.to_us IS NULL LEFT JOIN vms v ON v.id = p.vm AND v.deleted_us IS NULL \
+                 GROUP BY h.id, h.region, h.vcpus, h.memory_mib ORDER BY h.id",
+            )
+            .fetch_all(pool)
+            .await?;
+            // The registry moved: reservations whose VM is now placed are
+            // counted by it and end.
+            let named: Vec<String> = state.placement.reservations.lock().expect("reservations lock").iter().filter_map(|r| r.vm.clone()).collect();
+            let mut placed = std::collections::HashSet::new();
+            for vm in named {
+                let open: Option<(String,)> = sqlx::query_as("SELECT vm FROM vm_placements WHERE vm = $1 AND to_us IS NULL").bind(&vm).fetch_optional(pool).await?;
+                if open.is_some() {
+                    placed.insert(vm);
+                }
             }
+            state.placement.reservations.lock().expect("reservations lock").retain(|r| !r.vm.as_ref().is_some_and(|v| placed.contains(v)));
+            let rows = std::sync::Arc::new(rows);
+            *state.placement.capacity.lock().expect("capacity lock") = Some((generation, rows.clone()));
+            rows
         }
-        found
     };
     let power = power(state).await?;
     let mut res = state.placement.reservations.lock().expect("reservations lock");
-    // A reservation ends when it expires or its VM is placed (then the
-    // registry counts it).
-    res.retain(|r| r.until_us > now && !r.vm.as_ref().is_some_and(|v| placed.contains(v)));
+    res.retain(|r| r.until_us > now);
+    let mut held: HashMap<&str, (u32, u64)> = HashMap::new();
+    for r in res.iter() {
+        let e = held.entry(r.host.as_str()).or_default();
+        *e = (e.0 + r.vcpus, e.1 + r.mib);
+    }
     Ok(rows
-        .into_iter()
+        .iter()
         .map(|(id, region, vcpus, mib, used_v, used_m)| {
-            let (rv, rm) = res.iter().filter(|r| r.host == id).fold((0u32, 0u64), |(a, b), r| (a + r.vcpus, b + r.mib));
-            let (idle_w, dynamic_w) = power.get(&id).map_or((None, None), |(i, d)| (Some(*i), Some(*d)));
-            LiveHost { region, vcpus: vcpus.max(0) as u32, memory_mib: mib.max(0) as u64, used_vcpus: used_v.max(0) as u32 + rv, used_mib: used_m.max(0) as u64 + rm, idle_w, dynamic_w, id }
+            let (rv, rm) = held.get(id.as_str()).copied().unwrap_or_default();
+            let (idle_w, dynamic_w) = power.get(id).map_or((None, None), |(i, d)| (Some(*i), Some(*d)));
+            LiveHost {
+                id: id.clone(),
+                region: region.clone(),
+                vcpus: (*vcpus).max(0) as u32,
+                memory_mib: (*mib).max(0) as u64,
+                used_vcpus: (*used_v).max(0) as u32 + rv,
+                used_mib: (*used_m).max(0) as u64 + rm,
+                idle_w,
+                dynamic_w,
+            }
         })
         .collect())
 }
 
 /// Idle and attributed dynamic watts per host over the last
 /// [`WINDOW_HOURS`] hours with data, recomputed when the ledger moves.
-async fn power(state: &AppState) -> Result<std::collections::HashMap<String, (f64, f64)>> {
+async fn power(state: &AppState) -> Result<std::sync::Arc<HashMap<String, (f64, f64)>>> {
     let pool = &state.db.pool;
     let generation = crate::db::generation(pool).await?;
     if let Some((g, map)) = state.placement.power.lock().expect("power lock").as_ref()
@@ -138,7 +171,7 @@ async fn power(state: &AppState) -> Result<std::collections::HashMap<String, (f6
         return Ok(map.clone());
     }
     let last: Option<(Option<i64>,)> = sqlx::query_as("SELECT MAX(hour_us) FROM usage_hourly").fetch_optional(pool).await?;
-    let mut map = std::collections::HashMap::new();
+    let mut map = HashMap::new();
     if let Some((Some(last),)) = last {
         let (from, to) = (last - (WINDOW_HOURS - 1) * HOUR_US, last + HOUR_US);
         let secs = (to - from) as f64 / 1e6;
@@ -153,6 +186,7 @@ async fn power(state: &AppState) -> Result<std::collections::HashMap<String, (f6
             map.insert(host, (idle as f64 / 1e6 / secs, dynamic as f64 / 1e6 / secs));
         }
     }
+    let map = std::sync::Arc::new(map);
     *state.placement.power.lock().expect("power lock") = Some((generation, map.clone()));
     Ok(map)
 }

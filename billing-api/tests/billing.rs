@@ -28,7 +28,7 @@ async fn spawn() -> App {
     let db = common::test_db(dir.path()).await;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_with(listener, db.clone(), Settings { issuer: "FW".into(), idle_policy: "reservation".into(), daily_rollups: true, usage_cache: true }).unwrap());
+    tokio::spawn(serve_with(listener, db.clone(), Settings { issuer: "FW".into(), idle_policy: "reservation".into(), daily_rollups: true, usage_cache: true, placement_cache: true }).unwrap());
     let ops = create_key(&db, Role::Ops, None).await.unwrap().secret;
     let finance = create_key(&db, Role::Finance, None).await.unwrap().secret;
     App { addr, db, dir, ops, finance }
