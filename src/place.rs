@@ -31,9 +31,9 @@ pub struct EvalArgs {
     /// cloudsim: CloudSim 3.0.3's semantics (its completion rule, first interval unmeasured); fairwatt: VMs run until their trace ends.
     #[arg(long, default_value = "cloudsim")]
     pub config: String,
-    /// Hosts (alternating HP ML110 G4 and G5).
-    #[arg(long, default_value_t = 800)]
-    pub hosts: usize,
+    /// Hosts (alternating HP ML110 G4 and G5; default 800). For alibaba: that many of the cluster's nodes, in proportion to its node types (default all).
+    #[arg(long)]
+    pub hosts: Option<usize>,
     /// Hold every VM's RAM on its host, migrations included (CloudSim's PlanetLab VMs do not).
     #[arg(long)]
     pub enforce_ram: bool,
@@ -96,7 +96,7 @@ pub fn load(spec: &str, hosts: usize) -> anyhow::Result<Experiment> {
             let steps: usize = it.next().map(str::parse).transpose().with_context(|| format!("synthetic:{arg}: STEPS must be a number"))?.unwrap_or(288);
             (format!("synthetic:{vms}x{steps}"), synthetic::generate(vms, steps, 1).vms)
         }
-        "alibaba" => bail!("alibaba traces are GPU pods with arrivals and departures; the CPU datacenter twin does not replay them yet"),
+        "alibaba" => bail!("alibaba traces are GPU pods: run them with `fairwatt place eval --trace alibaba:DIR[:LIST]` (the GPU cluster replay), not the CPU twin"),
         _ => bail!("--trace kind {kind:?}: expected planetlab, bitbrains or synthetic"),
     };
     if traces.is_empty() {
@@ -167,18 +167,21 @@ fn reference_energy(path: &Path) -> anyhow::Result<Vec<(String, String, f64)>> {
 }
 
 fn eval(a: &EvalArgs) -> anyhow::Result<()> {
-    let e = load(&a.trace, a.hosts)?;
+    if let Some(rest) = a.trace.strip_prefix("alibaba:") {
+        return eval_gpu(rest, a);
+    }
+    let e = load(&a.trace, a.hosts.unwrap_or(800))?;
     let cfg = config(&a.config, e.steps, a.enforce_ram)?;
     let reference = a.reference.as_deref().map(reference_energy).transpose()?.unwrap_or_default();
     let day = e.name.rsplit(':').next().unwrap_or("").get(4..).unwrap_or("").to_string();
     println!("{}: {} hosts, {} VMs, {} steps of 300 s, config {}{}", e.name, e.hosts.len(), e.vms.len(), e.steps, a.config, if a.enforce_ram { ", RAM enforced" } else { "" });
-    println!("{:<16} {:>9} {:>7} {:>7} {:>8} {:>7} {:>9} {:>8} {:>7} {:>6} {:>6} {:>9} {:>9} {:>10}", "policy", "kWh", "vs LB", "migr", "SLATAH%", "PDM%", "SLAV e-5", "ESV e-3", "perf", "hosts", "shutd", "p50 µs", "p99 µs", "CloudSim");
+    println!("{:<16} {:>9} {:>7} {:>7} {:>8} {:>7} {:>9} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>9} {:>9} {:>10}", "policy", "kWh", "vs LB", "migr", "SLATAH%", "PDM%", "SLAV e-5", "ESV e-3", "perf", "hosts", "util", "imbal", "shutd", "p50 µs", "p99 µs", "CloudSim");
     let mut outcomes = Vec::new();
     for name in &a.policy {
         let o = run_policy(&e, &cfg, name, a.seed)?;
         let cs = reference.iter().find(|(p, d, _)| p == name && *d == day).map(|r| format!("{:.1}", r.2)).unwrap_or_else(|| "-".into());
         println!(
-            "{:<16} {:>9.1} {:>7.2} {:>7} {:>8.2} {:>7.3} {:>9.2} {:>8.3} {:>7.4} {:>6.1} {:>6} {:>9.1} {:>9.1} {:>10}",
+            "{:<16} {:>9.1} {:>7.2} {:>7} {:>8.2} {:>7.3} {:>9.2} {:>8.3} {:>7.4} {:>6.1} {:>6.3} {:>6.3} {:>6} {:>9.1} {:>9.1} {:>10}",
             name,
             o.energy_kwh,
             o.energy_kwh / o.lower_bound_kwh.max(1e-9),
@@ -189,13 +192,15 @@ fn eval(a: &EvalArgs) -> anyhow::Result<()> {
             o.esv() * 1e3,
             o.vm_performance,
             o.mean_active_hosts,
+            o.mean_utilisation,
+            o.load_imbalance,
             o.host_shutdowns,
             percentile_us(&o.decision_ns, 0.5),
             percentile_us(&o.decision_ns, 0.99),
             cs
         );
         if !o.refused.is_empty() {
-            println!("  {} of {} VMs refused, e.g. {}", o.refused.len(), o.refused.len() + o.admitted, o.refused[0].1);
+            println!("  {} of {} VMs refused (success {:.1} %, {} deployed before the first refusal), e.g. {}", o.refused.len(), o.refused.len() + o.admitted, o.success_rate() * 100.0, o.deployable, o.refused[0].1);
         }
         outcomes.push((name.clone(), o));
     }
@@ -235,5 +240,39 @@ fn plot(path: &Path, outcomes: &[(String, Outcome)], title: &str, y: impl Fn(&dy
     }
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     root.present()?;
+    Ok(())
+}
+
+/// `alibaba:DIR[:LIST]`: the GPU pods of LIST (default `default`, the file
+/// `openb_pod_list_LIST.csv`) on every node of the cluster, replayed once as
+/// the trace times them and once filling the cluster (the FGD paper's
+/// experiment), every GPU policy on the same fleet.
+fn eval_gpu(arg: &str, a: &EvalArgs) -> anyhow::Result<()> {
+    use fairwatt_placement::gpu::{GpuConfig, GpuPolicy, Timing, evaluate, format_table, load::load_pod_list, load::reduced_fleet};
+    let (dir, list) = match arg.rsplit_once(':') {
+        Some((d, l)) if !l.contains('/') => (Path::new(d), l),
+        _ => (Path::new(arg), "default"),
+    };
+    let nodes = fairwatt_placement::trace::alibaba::load_nodes(&dir.join("openb_node_list_all_node.csv")).with_context(|| format!("loading the Alibaba nodes from {}", dir.display()))?;
+    let (pods, skipped) = load_pod_list(&dir.join(format!("openb_pod_list_{list}.csv"))).with_context(|| format!("loading pod list {list:?} from {}", dir.display()))?;
+    for (what, why) in skipped.iter().take(5) {
+        eprintln!("skipped {what}: {why}");
+    }
+    let policies: Vec<GpuPolicy> = if a.policy.iter().any(|p| p == "npa") {
+        // The CPU twin's default list: run every GPU policy.
+        GpuPolicy::ALL.to_vec()
+    } else {
+        a.policy.iter().map(|p| GpuPolicy::by_name(p)).collect::<Result<_, _>>()?
+    };
+    let fleet = match a.hosts {
+        Some(0) => bail!("--hosts must be at least 1"),
+        Some(n) if n < nodes.len() => reduced_fleet(&nodes, n as f64 / nodes.len() as f64),
+        _ => nodes,
+    };
+    for (label, timing) in [("as the trace times them", Timing::Trace), ("filling the cluster, one a minute, none leaving", Timing::Fill)] {
+        let cfg = GpuConfig { timing, seed: a.seed, ..GpuConfig::default() };
+        println!("alibaba {list}: {} pods on {} nodes, {label}\n", pods.len(), fleet.len());
+        println!("{}", format_table(&evaluate(&fleet, &pods, &policies, &cfg)));
+    }
     Ok(())
 }

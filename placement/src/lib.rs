@@ -12,6 +12,7 @@
 //!   costs, CloudSim's metrics and the energy lower bound.
 //! - [`trace`]: VM demand from PlanetLab, Bitbrains and Alibaba GPU 2023
 //!   traces, and a synthetic generator for the default tests.
+//! - [`gpu`]: CPU/memory/GPU pod placement on the Alibaba GPU 2023 cluster: seven policies incl. FGD and power-aware, energy and fragmentation.
 //! - [`vbp`]: vector bin packing heuristics and their optimality gap on the public benchmark.
 //! - [`live`]: the decision for a VM request against the registered fleet and the ledger.
 //! - [`rng`]: the seeded generator behind every random choice.
@@ -22,6 +23,7 @@
 
 pub mod dynamic;
 pub mod error;
+pub mod gpu;
 pub mod heuristics;
 pub mod live;
 pub mod meta;

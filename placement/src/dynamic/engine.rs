@@ -65,9 +65,17 @@ pub struct Outcome {
     pub migrations: u64,
     pub host_shutdowns: u64,
     pub mean_active_hosts: f64,
+    /// Resource utilisation: mean CPU utilisation of active hosts,
+    /// weighted by active time (KDQNVMP's measure).
+    pub mean_utilisation: f64,
+    /// Load balance: the standard deviation of active hosts' utilisation,
+    /// averaged over time (lower is more even).
+    pub load_imbalance: f64,
     /// MIPS given over MIPS asked for, all VMs over the run.
     pub vm_performance: f64,
     pub admitted: usize,
+    /// VMs admitted before the first refusal (KDQNVMP's maximum deployable VMs).
+    pub deployable: usize,
     /// VMs no host could take, with why.
     pub refused: Vec<(String, String)>,
     /// VMs that left because CloudSim's completion rule fired.
@@ -142,6 +150,8 @@ fn snapshot(st: &State) -> Snap {
 struct Totals {
     joules: f64,
     active_s: f64,
+    util_s: f64,
+    spread_s: f64,
     violation_s: f64,
     requested: f64,
     given: f64,
@@ -174,10 +184,16 @@ fn account(st: &State, prev: &Snap, dt: f64, mode: PowerMode, tot: &mut Totals) 
             tot.host_j[h] += j;
             if prev.util[h] > 0.0 {
                 tot.active_s += dt;
+                tot.util_s += prev.util[h] * dt;
                 if prev.violating[h] {
                     tot.violation_s += dt;
                 }
             }
+        }
+        let active: Vec<f64> = prev.util.iter().copied().filter(|u| *u > 0.0).collect();
+        if !active.is_empty() {
+            let mean = active.iter().sum::<f64>() / active.len() as f64;
+            tot.spread_s += (active.iter().map(|u| (u - mean).powi(2)).sum::<f64>() / active.len() as f64).sqrt() * dt;
         }
         for (v, (req, share, migrating)) in prev.vm.iter().enumerate() {
             if let Some(h) = prev.on[v] {
@@ -325,6 +341,9 @@ pub fn run(hosts: Vec<HostType>, vms: Vec<VmSpec>, traces: &[VmTrace], cfg: &Sim
                             chosen.push((v, h));
                         }
                         Err(why) => {
+                            if out.refused.is_empty() {
+                                out.deployable = out.admitted + chosen.len();
+                            }
                             let s = &st.vms[v].spec;
                             out.refused.push((s.id.clone(), format!("VM {} ({} MIPS, {} MB): {why}", s.id, s.mips, s.ram_mb)));
                         }
@@ -402,11 +421,16 @@ pub fn run(hosts: Vec<HostType>, vms: Vec<VmSpec>, traces: &[VmTrace], cfg: &Sim
     out.measured_uj += measured;
     out.attributed_uj += given;
     out.unattributed_uj += left;
+    if out.refused.is_empty() {
+        out.deployable = out.admitted;
+    }
     out.energy_kwh = tot.joules / 3.6e6;
     out.slatah = if tot.active_s > 0.0 { tot.violation_s / tot.active_s } else { 0.0 };
     out.pdm = if tot.requested > 0.0 { tot.under_migration / tot.requested } else { 0.0 };
     out.vm_performance = if tot.requested > 0.0 { tot.given / tot.requested } else { 1.0 };
     out.mean_active_hosts = if tot.elapsed > 0.0 { tot.active_s / tot.elapsed } else { 0.0 };
+    out.mean_utilisation = if tot.active_s > 0.0 { tot.util_s / tot.active_s } else { 0.0 };
+    out.load_imbalance = if tot.elapsed > 0.0 { tot.spread_s / tot.elapsed } else { 0.0 };
     out.host_shutdowns = tot.shutdowns;
     Ok(out)
 }

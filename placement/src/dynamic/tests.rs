@@ -32,7 +32,11 @@ fn energy_is_the_trapezoid_of_host_load_and_a_departure_frees_its_share() {
     let want = 300.0 * (G4.power(u0) + G4.power(u1)) / 3.6e6;
     assert!((o.energy_kwh - want).abs() < 1e-12, "{} vs {want}", o.energy_kwh);
     assert_eq!((o.admitted, o.migrations), (2, 0));
+    assert_eq!(o.deployable, 2);
     assert!((o.mean_active_hosts - 1.0).abs() < 1e-12, "the G5 never wakes");
+    // One active host: utilisation is its mean over the two intervals, and nothing to balance.
+    assert!((o.mean_utilisation - (u0 + u1) / 2.0).abs() < 1e-12, "{}", o.mean_utilisation);
+    assert_eq!(o.load_imbalance, 0.0);
     assert_eq!(o.slatah, 0.0);
     assert!(o.lower_bound_kwh > 0.0 && o.lower_bound_kwh <= o.energy_kwh);
     assert_eq!(o.series.len(), 3);
@@ -77,6 +81,10 @@ fn a_migration_costs_its_destination_sla_time_and_its_vm_ten_percent() {
     let dst = G5.power(tenth) * d + G5.power(half) * (600.0 - d);
     assert!((o.energy_kwh - (src + dst) / 3.6e6).abs() < 1e-12, "{} vs {}", o.energy_kwh, (src + dst) / 3.6e6);
     assert!((o.vm_performance - (1.0 - 0.1 * 1600.0 * d / (3200.0 * 600.0))).abs() < 1e-12);
+    // Both hosts active at 30 % after the landing, the destination at 3 %
+    // (10 % of the VM) while it lands: imbalance only during the migration.
+    let spread = ((full - tenth) / 2.0) * d / 600.0;
+    assert!((o.load_imbalance - spread).abs() < 1e-12, "{} vs {spread}", o.load_imbalance);
     // Each host's energy goes to the VMs that ran there, by MIPS·s asked.
     // a and b ask alike, so they tie and share evenly; only a microjoule a
     // tie cannot halve stays unattributed.
@@ -124,6 +132,7 @@ fn bad_setups_are_refused_with_reasons() {
     assert_eq!(o.admitted, 1);
     assert!(o.refused[0].1.contains("larger than any host"), "{:?}", o.refused);
     assert!((o.success_rate() - 0.5).abs() < 1e-12);
+    assert_eq!(o.deployable, 0, "the first VM was refused");
     assert!(matches!(run(Vec::new(), vms.clone(), &t, &cfg(2, false), &mut NoMigration(Admission::FirstFit)), Err(crate::PlaceError::Config(_))));
     assert!(run(vec![G4], vms.clone(), &t[..1], &cfg(2, false), &mut NoMigration(Admission::FirstFit)).is_err());
     assert!(run(vec![G4], vms, &t, &cfg(1, false), &mut NoMigration(Admission::FirstFit)).is_err());
