@@ -4,10 +4,10 @@
 //! concurrency, gap-free numbers, immutability, late data as adjustments,
 //! void, credit notes); JSON, CSV and PDF downloads; the FOCUS export.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 
 use fairwatt_billing_api::auth::create_key;
-use fairwatt_billing_api::{Db, Role, Settings, serve_with};
+use fairwatt_billing_api::{Db, Role, Settings};
 use serde_json::{Value, json};
 
 mod common;
@@ -24,11 +24,7 @@ struct App {
 }
 
 async fn spawn() -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let db = common::test_db(dir.path()).await;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_with(listener, db.clone(), Settings { issuer: "FW".into(), idle_policy: "reservation".into(), daily_rollups: true, usage_cache: true, placement_cache: true }).unwrap());
+    let common::Spawned { addr, db, dir } = common::spawn(Settings { issuer: "FW".into(), idle_policy: "reservation".into(), ..Settings::default() }).await;
     let ops = create_key(&db, Role::Ops, None).await.unwrap().secret;
     let finance = create_key(&db, Role::Finance, None).await.unwrap().secret;
     App { addr, db, dir, ops, finance }

@@ -3,11 +3,11 @@
 //! capacity it hands out, frees it when the VM shows up, and says why when
 //! nothing fits.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 
 use fairwatt_billing_api::auth::create_key;
 use fairwatt_billing_api::worker::{Rollup, add_to_rollup};
-use fairwatt_billing_api::{Db, Role, serve};
+use fairwatt_billing_api::{Db, Role, Settings};
 use serde_json::{Value, json};
 
 mod common;
@@ -22,11 +22,7 @@ struct App {
 }
 
 async fn spawn() -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let db = common::test_db(dir.path()).await;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, db.clone()).unwrap());
+    let common::Spawned { addr, db, dir } = common::spawn(Settings::default()).await;
     let ops = create_key(&db, Role::Ops, None).await.unwrap().secret;
     let placement = create_key(&db, Role::Placement, None).await.unwrap().secret;
     App { addr, db, _dir: dir, ops, placement }

@@ -88,3 +88,22 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[nl + 2 + n + 2..];
     }
 }
+
+/// The app on port 0 over a fresh migrated store (zero-to-production's
+/// `spawn_app`); the store's directory lives as long as the value.
+#[allow(dead_code)]
+pub struct Spawned {
+    pub addr: std::net::SocketAddr,
+    pub db: Db,
+    pub dir: tempfile::TempDir,
+}
+
+#[allow(dead_code)]
+pub async fn spawn(settings: fairwatt_billing_api::Settings) -> Spawned {
+    let dir = tempfile::tempdir().unwrap();
+    let db = test_db(dir.path()).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(fairwatt_billing_api::serve_with(listener, db.clone(), settings).unwrap());
+    Spawned { addr, db, dir }
+}
