@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use fairwatt_placement::dynamic::{self, Outcome, SimConfig, cloudsim_hosts, cloudsim_vms, policy_by_name};
 use fairwatt_placement::model::{HostType, VmSpec};
 use fairwatt_placement::sim::PowerMode;
+use fairwatt_placement::rl::{AgentConfig, RlAgent, Scenario};
 use fairwatt_placement::trace::{VmTrace, bitbrains, planetlab, synthetic};
 use plotters::prelude::*;
 
@@ -18,6 +19,28 @@ use plotters::prelude::*;
 pub enum PlaceCommand {
     /// Run policies over a trace and print the metrics table; writes series and plots.
     Eval(EvalArgs),
+    /// Train an RL agent on traces and save its model (`place eval --policy rl:FILE` runs it).
+    Train(TrainArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// q-table, dqn, a2c or dqnvmp.
+    #[arg(long, default_value = "dqnvmp")]
+    pub agent: String,
+    /// Comma-separated traces to train on, as for `eval` (planetlab:DIR, bitbrains:DIR, synthetic:VMS[:STEPS]).
+    #[arg(long, value_delimiter = ',')]
+    pub trace: Vec<String>,
+    #[arg(long, default_value_t = 800)]
+    pub hosts: usize,
+    /// Training episodes (default: the agent's config).
+    #[arg(long)]
+    pub episodes: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where the model goes.
+    #[arg(long)]
+    pub model: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -51,6 +74,7 @@ pub struct EvalArgs {
 pub fn run(cmd: PlaceCommand) -> anyhow::Result<()> {
     match cmd {
         PlaceCommand::Eval(a) => eval(&a),
+        PlaceCommand::Train(a) => train(&a),
     }
 }
 
@@ -115,8 +139,17 @@ pub fn config(name: &str, steps: usize, enforce_ram: bool) -> anyhow::Result<Sim
     Ok(SimConfig { step_s: 300.0, steps, power: PowerMode::Dvfs, cloudsim, enforce_ram })
 }
 
-/// Runs one named policy (`npa` is first fit with every host at full power).
+/// Runs one named policy (`npa` is first fit with every host at full
+/// power; `rl:FILE` a trained agent, acting greedily).
 pub fn run_policy(e: &Experiment, cfg: &SimConfig, name: &str, seed: u64) -> anyhow::Result<Outcome> {
+    if let Some(path) = name.strip_prefix("rl:") {
+        let agent = RlAgent::load(Path::new(path))?;
+        agent.set_training(false);
+        let mut p = agent.policy();
+        let mut o = dynamic::run(e.hosts.clone(), e.vms.clone(), &e.traces, cfg, &mut p)?;
+        o.policy = format!("rl-{}", agent.kind());
+        return Ok(o);
+    }
     let (mut cfg, policy) = (cfg.clone(), if name == "npa" { "dvfs" } else { name });
     if name == "npa" {
         cfg.power = PowerMode::NonPowerAware;
@@ -275,4 +308,52 @@ fn eval_gpu(arg: &str, a: &EvalArgs) -> anyhow::Result<()> {
         println!("{}", format_table(&evaluate(&fleet, &pods, &policies, &cfg)));
     }
     Ok(())
+}
+
+fn train(a: &TrainArgs) -> anyhow::Result<()> {
+    let mut cfg = AgentConfig::by_name(&a.agent).with_context(|| format!("--agent {:?}: expected q-table, dqn, a2c or dqnvmp", a.agent))?;
+    if a.trace.is_empty() {
+        bail!("--trace: name at least one trace to train on");
+    }
+    let mut scenarios = Vec::new();
+    for t in &a.trace {
+        let e = load(t, a.hosts)?;
+        let sim = config("cloudsim", e.steps, false)?;
+        scenarios.push(Scenario { name: e.name, hosts: e.hosts, vms: e.vms, traces: e.traces, sim });
+    }
+    set_episodes_and_seed(&mut cfg, a.episodes, a.seed);
+    let episodes = cfg.episodes();
+    if episodes == 0 {
+        bail!("{} learns nothing: train q-table, dqn, a2c or dqnvmp", cfg.kind());
+    }
+    let bar = indicatif::ProgressBar::new(episodes as u64);
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} episodes, {elapsed} {msg}").expect("a valid template"));
+    let mut agent = RlAgent::new(cfg);
+    let report = agent.train(&scenarios, &mut |_, s| {
+        bar.set_message(format!("{}: {:.1} kWh, {} migrations, reward {:.4}, ε {:.3}", s.scenario, s.energy_kwh, s.migrations, s.mean_reward, s.epsilon));
+        bar.inc(1);
+    })?;
+    bar.finish();
+    agent.save(&a.model)?;
+    let last = report.episodes.last().context("training ran no episode")?;
+    println!("trained {} for {} episodes in {:.1} s ({} training steps); last episode: {:.1} kWh, SLATAH {:.2} %, PDM {:.3} %; model in {}", report.agent, report.episodes.len(), report.wall_s, agent.train_steps(), last.energy_kwh, last.slatah * 100.0, last.pdm * 100.0, a.model.display());
+    Ok(())
+}
+
+fn set_episodes_and_seed(cfg: &mut AgentConfig, episodes: Option<usize>, seed: u64) {
+    macro_rules! set {
+        ($c:expr) => {{
+            if let Some(n) = episodes {
+                $c.episodes = n;
+            }
+            $c.seed = seed;
+        }};
+    }
+    match cfg {
+        AgentConfig::QTable(c) => set!(c),
+        AgentConfig::Dqn(c) => set!(c),
+        AgentConfig::A2c(c) => set!(c),
+        AgentConfig::Dqnvmp(c) => set!(c),
+        AgentConfig::Random(c) | AgentConfig::Greedy(c) => c.seed = seed,
+    }
 }

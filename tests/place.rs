@@ -48,3 +48,22 @@ fn bad_traces_policies_and_configs_say_what_is_wrong() {
         assert!(!ok && stderr.contains(want), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn train_saves_a_model_that_eval_runs_and_a_foreign_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("q.model");
+    let (ok, stdout, stderr) = fairwatt(&["place", "train", "--agent", "q-table", "--trace", "synthetic:40:24", "--hosts", "20", "--episodes", "2", "--model", model.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("trained q-table for 2 episodes"), "{stdout}");
+    let policy = format!("rl:{}", model.display());
+    let (ok, stdout, stderr) = fairwatt(&["place", "eval", "--trace", "synthetic:40:24", "--hosts", "20", "--policy", &format!("dvfs,{policy}"), "--out", dir.path().join("e").to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.lines().any(|l| l.starts_with(&policy)), "{stdout}");
+    let junk = dir.path().join("junk.model");
+    std::fs::write(&junk, "not a model\n").unwrap();
+    let (ok, _, stderr) = fairwatt(&["place", "eval", "--trace", "synthetic:10:4", "--hosts", "5", "--policy", &format!("rl:{}", junk.display()), "--out", dir.path().join("j").to_str().unwrap()]);
+    assert!(!ok && stderr.contains("junk.model"), "{stderr}");
+    let (ok, _, stderr) = fairwatt(&["place", "train", "--agent", "sarsa", "--trace", "synthetic:10", "--model", model.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("expected q-table, dqn, a2c or dqnvmp"), "{stderr}");
+}

@@ -9,6 +9,9 @@ pub enum PlaceError {
     BadRequest(String),
     #[error("configuration: {0}")]
     Config(String),
+    /// A learned model that cannot be saved, read or used (RL agents).
+    #[error("model: {0}")]
+    Model(String),
 }
 
 pub type Result<T, E = PlaceError> = std::result::Result<T, E>;

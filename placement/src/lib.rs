@@ -15,11 +15,12 @@
 //! - [`gpu`]: CPU/memory/GPU pod placement on the Alibaba GPU 2023 cluster: seven policies incl. FGD and power-aware, energy and fragmentation.
 //! - [`vbp`]: vector bin packing heuristics and their optimality gap on the public benchmark.
 //! - [`live`]: the decision for a VM request against the registered fleet and the ledger.
+//! - [`rl`]: RL agents (Q-table, DQN, A2C, KDQNVMP's DQNVMP on K-means host clusters) choosing hosts in the consolidation loop; attributed energy in the reward.
 //! - [`rng`]: the seeded generator behind every random choice.
 //! - [`error`]: the crate's error type ([`trace::TraceError`] for loading).
 //!
-//! Still to come (issue 5): RL agents whose reward includes attributed
-//! energy, GPU pods, and the live decision endpoint.
+//! The learned agents ([`rl`]) plug into the dynamic twin's
+//! consolidation loop; their reward includes each VM's attributed energy.
 
 pub mod dynamic;
 pub mod error;
@@ -28,6 +29,8 @@ pub mod heuristics;
 pub mod live;
 pub mod meta;
 pub mod model;
+#[cfg(feature = "rl")]
+pub mod rl;
 pub mod rng;
 pub mod sim;
 pub mod trace;
