@@ -13,6 +13,8 @@ mod bench_place;
 mod demo;
 mod serve;
 mod place;
+mod place_gpu;
+mod place_train;
 mod simulate;
 
 use clap::{Parser, Subcommand};

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use fairwatt_placement::dynamic::{self, Outcome, SimConfig, cloudsim_hosts, cloudsim_vms, policy_by_name};
 use fairwatt_placement::model::{HostType, VmSpec};
 use fairwatt_placement::sim::PowerMode;
-use fairwatt_placement::rl::{AgentConfig, RlAgent, Scenario};
+use fairwatt_placement::rl::RlAgent;
 use fairwatt_placement::trace::{VmTrace, bitbrains, planetlab, synthetic};
 use plotters::prelude::*;
 
@@ -74,7 +74,7 @@ pub struct EvalArgs {
 pub fn run(cmd: PlaceCommand) -> anyhow::Result<()> {
     match cmd {
         PlaceCommand::Eval(a) => eval(&a),
-        PlaceCommand::Train(a) => train(&a),
+        PlaceCommand::Train(a) => crate::place_train::train(&a),
     }
 }
 
@@ -201,7 +201,7 @@ fn reference_energy(path: &Path) -> anyhow::Result<Vec<(String, String, f64)>> {
 
 fn eval(a: &EvalArgs) -> anyhow::Result<()> {
     if let Some(rest) = a.trace.strip_prefix("alibaba:") {
-        return eval_gpu(rest, a);
+        return crate::place_gpu::eval(rest, a);
     }
     let e = load(&a.trace, a.hosts.unwrap_or(800))?;
     let cfg = config(&a.config, e.steps, a.enforce_ram)?;
@@ -274,86 +274,4 @@ fn plot(path: &Path, outcomes: &[(String, Outcome)], title: &str, y: impl Fn(&dy
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     root.present()?;
     Ok(())
-}
-
-/// `alibaba:DIR[:LIST]`: the GPU pods of LIST (default `default`, the file
-/// `openb_pod_list_LIST.csv`) on every node of the cluster, replayed once as
-/// the trace times them and once filling the cluster (the FGD paper's
-/// experiment), every GPU policy on the same fleet.
-fn eval_gpu(arg: &str, a: &EvalArgs) -> anyhow::Result<()> {
-    use fairwatt_placement::gpu::{GpuConfig, GpuPolicy, Timing, evaluate, format_table, load::load_pod_list, load::reduced_fleet};
-    let (dir, list) = match arg.rsplit_once(':') {
-        Some((d, l)) if !l.contains('/') => (Path::new(d), l),
-        _ => (Path::new(arg), "default"),
-    };
-    let nodes = fairwatt_placement::trace::alibaba::load_nodes(&dir.join("openb_node_list_all_node.csv")).with_context(|| format!("loading the Alibaba nodes from {}", dir.display()))?;
-    let (pods, skipped) = load_pod_list(&dir.join(format!("openb_pod_list_{list}.csv"))).with_context(|| format!("loading pod list {list:?} from {}", dir.display()))?;
-    for (what, why) in skipped.iter().take(5) {
-        eprintln!("skipped {what}: {why}");
-    }
-    let policies: Vec<GpuPolicy> = if a.policy.iter().any(|p| p == "npa") {
-        // The CPU twin's default list: run every GPU policy.
-        GpuPolicy::ALL.to_vec()
-    } else {
-        a.policy.iter().map(|p| GpuPolicy::by_name(p)).collect::<Result<_, _>>()?
-    };
-    let fleet = match a.hosts {
-        Some(0) => bail!("--hosts must be at least 1"),
-        Some(n) if n < nodes.len() => reduced_fleet(&nodes, n as f64 / nodes.len() as f64),
-        _ => nodes,
-    };
-    for (label, timing) in [("as the trace times them", Timing::Trace), ("filling the cluster, one a minute, none leaving", Timing::Fill)] {
-        let cfg = GpuConfig { timing, seed: a.seed, ..GpuConfig::default() };
-        println!("alibaba {list}: {} pods on {} nodes, {label}\n", pods.len(), fleet.len());
-        println!("{}", format_table(&evaluate(&fleet, &pods, &policies, &cfg)));
-    }
-    Ok(())
-}
-
-fn train(a: &TrainArgs) -> anyhow::Result<()> {
-    let mut cfg = AgentConfig::by_name(&a.agent).with_context(|| format!("--agent {:?}: expected q-table, dqn, a2c or dqnvmp", a.agent))?;
-    if a.trace.is_empty() {
-        bail!("--trace: name at least one trace to train on");
-    }
-    let mut scenarios = Vec::new();
-    for t in &a.trace {
-        let e = load(t, a.hosts)?;
-        let sim = config("cloudsim", e.steps, false)?;
-        scenarios.push(Scenario { name: e.name, hosts: e.hosts, vms: e.vms, traces: e.traces, sim });
-    }
-    set_episodes_and_seed(&mut cfg, a.episodes, a.seed);
-    let episodes = cfg.episodes();
-    if episodes == 0 {
-        bail!("{} learns nothing: train q-table, dqn, a2c or dqnvmp", cfg.kind());
-    }
-    let bar = indicatif::ProgressBar::new(episodes as u64);
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} episodes, {elapsed} {msg}").expect("a valid template"));
-    let mut agent = RlAgent::new(cfg);
-    let report = agent.train(&scenarios, &mut |_, s| {
-        bar.set_message(format!("{}: {:.1} kWh, {} migrations, reward {:.4}, ε {:.3}", s.scenario, s.energy_kwh, s.migrations, s.mean_reward, s.epsilon));
-        bar.inc(1);
-    })?;
-    bar.finish();
-    agent.save(&a.model)?;
-    let last = report.episodes.last().context("training ran no episode")?;
-    println!("trained {} for {} episodes in {:.1} s ({} training steps); last episode: {:.1} kWh, SLATAH {:.2} %, PDM {:.3} %; model in {}", report.agent, report.episodes.len(), report.wall_s, agent.train_steps(), last.energy_kwh, last.slatah * 100.0, last.pdm * 100.0, a.model.display());
-    Ok(())
-}
-
-fn set_episodes_and_seed(cfg: &mut AgentConfig, episodes: Option<usize>, seed: u64) {
-    macro_rules! set {
-        ($c:expr) => {{
-            if let Some(n) = episodes {
-                $c.episodes = n;
-            }
-            $c.seed = seed;
-        }};
-    }
-    match cfg {
-        AgentConfig::QTable(c) => set!(c),
-        AgentConfig::Dqn(c) => set!(c),
-        AgentConfig::A2c(c) => set!(c),
-        AgentConfig::Dqnvmp(c) => set!(c),
-        AgentConfig::Random(c) | AgentConfig::Greedy(c) => c.seed = seed,
-    }
 }

@@ -12,6 +12,7 @@
 //! - [`setup`]: CloudSim's fleet and VM types, policies by name;
 //! - [`stats`]: the statistics the detectors use.
 
+mod account;
 pub mod beloglazov;
 pub mod detect;
 pub mod engine;
@@ -25,6 +26,7 @@ mod tests;
 
 pub use beloglazov::{Admission, Beloglazov, NoMigration};
 pub use detect::Detector;
+pub use account::lower_bound_watts;
 pub use engine::{Outcome, SimConfig, StepRecord, run};
 pub use plan::Plan;
 pub use select::Selector;
