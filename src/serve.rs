@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// Who issues the invoices; their numbers are ISSUER-000001, …
     #[arg(long, env = "FAIRWATT_ISSUER", default_value = "FW")]
     issuer: String,
+    /// A placement agent's model (`fairwatt place train`): live decisions use it by default.
+    #[arg(long, env = "FAIRWATT_PLACEMENT_MODEL")]
+    placement_model: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -72,7 +75,15 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         });
         let listener = TcpListener::bind(&a.listen).with_context(|| format!("listening on {}", a.listen))?;
         eprintln!("fairwatt serve: {} on http://{} ({:?} store)", a.database, listener.local_addr()?, db.backend);
-        let settings = Settings { issuer: a.issuer.clone(), idle_policy: a.idle_policy.clone(), daily_rollups: true, usage_cache: true, placement_cache: true };
+        let placement_model = match &a.placement_model {
+            Some(path) => {
+                let agent = fairwatt_placement::rl::live::LiveAgent::spawn(path).with_context(|| format!("loading the placement model {}", path.display()))?;
+                eprintln!("fairwatt serve: live placement decisions by {} from {}", fairwatt_placement::live::LiveChooser::name(&agent), path.display());
+                Some(std::sync::Arc::new(agent) as std::sync::Arc<dyn fairwatt_placement::live::LiveChooser>)
+            }
+            None => None,
+        };
+        let settings = Settings { issuer: a.issuer.clone(), idle_policy: a.idle_policy.clone(), daily_rollups: true, usage_cache: true, placement_cache: true, placement_model };
         serve_with(listener, db, settings)?.await.context("the server stopped")
     })
 }

@@ -31,7 +31,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(db: Db, s: Settings) -> AppState {
-        AppState { db, max_body: MAX_BODY, issuer: s.issuer, idle_policy: s.idle_policy, metrics: Default::default(), daily_rollups: s.daily_rollups, usage_cache: s.usage_cache.then(Default::default), placement: crate::decide::Placement::new(s.placement_cache) }
+        AppState { db, max_body: MAX_BODY, issuer: s.issuer, idle_policy: s.idle_policy, metrics: Default::default(), daily_rollups: s.daily_rollups, usage_cache: s.usage_cache.then(Default::default), placement: crate::decide::Placement::new(s.placement_cache, s.placement_model) }
     }
 }
 
@@ -45,11 +45,14 @@ pub struct Settings {
     /// The placement endpoint keeps the fleet's capacity until the registry
     /// moves (off: re-read on every decision, the benchmark's baseline).
     pub placement_cache: bool,
+    /// A trained placement agent (`fairwatt serve --placement-model`):
+    /// `POST /v1/placement/decide` uses it unless asked for another policy.
+    pub placement_model: Option<std::sync::Arc<dyn fairwatt_placement::live::LiveChooser>>,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { issuer: "FW".into(), idle_policy: "reservation".into(), daily_rollups: true, usage_cache: true, placement_cache: true }
+        Settings { issuer: "FW".into(), idle_policy: "reservation".into(), daily_rollups: true, usage_cache: true, placement_cache: true, placement_model: None }
     }
 }
 

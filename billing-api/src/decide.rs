@@ -38,7 +38,8 @@ pub struct DecideBody {
     /// The VM's id, when known: its reservation ends once it is placed.
     #[serde(default)]
     pub vm: Option<String>,
-    /// energy (default), first-fit or best-fit.
+    /// energy (the default without a model), first-fit, best-fit, or rl
+    /// (the served model; the default when one is loaded).
     #[serde(default)]
     pub policy: Option<String>,
 }
@@ -71,14 +72,15 @@ type Capacity = Vec<(String, String, i64, i64, i64, i64)>;
 #[derive(Default)]
 pub struct Placement {
     cache: bool,
+    model: Option<std::sync::Arc<dyn live::LiveChooser>>,
     reservations: Mutex<Vec<Reservation>>,
     capacity: Mutex<Option<(i64, std::sync::Arc<Capacity>)>>,
     power: Mutex<Option<(i64, std::sync::Arc<HashMap<String, (f64, f64)>>)>>,
 }
 
 impl Placement {
-    pub fn new(cache: bool) -> Placement {
-        Placement { cache, ..Placement::default() }
+    pub fn new(cache: bool, model: Option<std::sync::Arc<dyn live::LiveChooser>>) -> Placement {
+        Placement { cache, model, ..Placement::default() }
     }
 }
 
@@ -88,17 +90,27 @@ pub async fn decide(req: HttpRequest, state: web::Data<AppState>, body: web::Byt
     if let Some(vm) = &b.vm {
         check_id("VM", vm)?;
     }
-    let policy = LivePolicy::by_name(b.policy.as_deref().unwrap_or("energy")).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let model = &state.placement.model;
+    let name = b.policy.as_deref().unwrap_or(if model.is_some() { "rl" } else { "energy" });
     let now = crate::db::now_us();
     let mut hosts = fleet(&state, now).await?;
-    let pick = live::decide(&hosts, &live::Request { vcpus: b.vcpus, memory_mib: b.memory_mib, region: b.region.clone() }, policy).map_err(|e| match e {
+    let request = live::Request { vcpus: b.vcpus, memory_mib: b.memory_mib, region: b.region.clone() };
+    let (picked, policy) = if name == "rl" {
+        let agent = model.as_ref().ok_or_else(|| ApiError::BadRequest("this server has no placement model: start it with `fairwatt serve --placement-model FILE` (from `fairwatt place train`)".into()))?;
+        (live::decide_with(&hosts, &request, agent.as_ref()), agent.name())
+    } else {
+        let p = LivePolicy::by_name(name).map_err(|e| ApiError::BadRequest(format!("{e}, or rl with a model loaded")))?;
+        (live::decide(&hosts, &request, p), p.as_str().to_string())
+    };
+    let pick = picked.map_err(|e| match e {
         fairwatt_placement::PlaceError::NoCapacity(m) => ApiError::Conflict(format!("no capacity: {m}")),
+        fairwatt_placement::PlaceError::Model(m) => ApiError::Unavailable(format!("placement model: {m}")),
         other => ApiError::BadRequest(other.to_string()),
     })?;
     let h = hosts.swap_remove(pick.host);
     let until = now + RESERVATION_S * 1_000_000;
     state.placement.reservations.lock().expect("reservations lock").push(Reservation { host: h.id.clone(), vcpus: b.vcpus, mib: b.memory_mib, until_us: until, vm: b.vm.clone() });
-    let out = Decision { host: h.id, region: h.region, policy: policy.as_str().into(), added_w: pick.added_w, candidates: pick.candidates, reserved_until: format_time(until) };
+    let out = Decision { host: h.id, region: h.region, policy, added_w: pick.added_w, candidates: pick.candidates, reserved_until: format_time(until) };
     Ok(HttpResponse::Ok().json(out))
 }
 

@@ -67,7 +67,7 @@ pub const ROUTES: &[Route] = &[
     Route { body: Some("PeriodBody"), response: Some("RunResult"), ..r("POST", "/v1/invoice-runs", "Invoice every tenant for a period", &[F], false) },
     Route { query: &[("period", true)], ..r("GET", "/v1/exports/focus", "FinOps FOCUS 1.0 CSV of a period's issued invoices", &[F], false) },
     Route { query: WINDOW, response: Some("HostPower"), ..r("GET", "/v1/placement/power", "Mean measured and attributed power per host and VM", &[P, O], false) },
-    Route { body: Some("DecideBody"), response: Some("Decision"), ..r("POST", "/v1/placement/decide", "The host for a new VM (least added power from the ledger), or 409 no capacity", &[P, O], false) },
+    Route { body: Some("DecideBody"), response: Some("Decision"), ..r("POST", "/v1/placement/decide", "The host for a new VM (the served RL model, or least added power from the ledger), or 409 no capacity", &[P, O], false) },
 ];
 
 /// Endpoints that take no key.

@@ -98,3 +98,37 @@ async fn decides_by_ledger_power_reserves_and_explains_no_capacity() {
     let ff = ok(&app, "POST", "/v1/placement/decide", &app.placement, json!({"vcpus": 1, "memory_mib": 1, "region": "FR", "policy": "first-fit"})).await;
     assert_eq!(ff["host"], "paris");
 }
+
+#[tokio::test]
+async fn a_served_model_decides_by_default_and_rl_without_one_is_refused() {
+    let plain = spawn().await;
+    fleet(&plain).await;
+    let (s, e) = call(&plain, "POST", "/v1/placement/decide", &plain.placement, json!({"vcpus": 1, "memory_mib": 1024, "policy": "rl"})).await;
+    assert_eq!(s, 400, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("--placement-model"), "{e}");
+
+    // A tiny trained agent, served.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.model");
+    let mut cfg = fairwatt_placement::rl::AgentConfig::by_name("q-table").unwrap();
+    if let fairwatt_placement::rl::AgentConfig::QTable(c) = &mut cfg {
+        c.episodes = 1;
+    }
+    let mut agent = fairwatt_placement::rl::RlAgent::new(cfg);
+    agent.train(&[fairwatt_placement::rl::Scenario::synthetic(10, 20, 12, 1)], &mut |_, _| {}).unwrap();
+    agent.save(&path).unwrap();
+    let model = fairwatt_placement::rl::live::LiveAgent::spawn(&path).unwrap();
+    let common::Spawned { addr, db, dir: store } = common::spawn(Settings { placement_model: Some(std::sync::Arc::new(model)), ..Settings::default() }).await;
+    let ops = create_key(&db, Role::Ops, None).await.unwrap().secret;
+    let placement = create_key(&db, Role::Placement, None).await.unwrap().secret;
+    let app = App { addr, db, _dir: store, ops, placement };
+    fleet(&app).await;
+    let d = ok(&app, "POST", "/v1/placement/decide", &app.placement, json!({"vcpus": 8, "memory_mib": 8192, "region": "DE"})).await;
+    assert_eq!(d["policy"], "rl-q-table", "{d}");
+    // 8 vCPUs fit empty, hot or lean (8 free each).
+    assert!(["empty", "hot", "lean"].contains(&d["host"].as_str().unwrap()), "{d}");
+    assert_eq!(d["candidates"], 3);
+    // Another policy may still be asked for; no capacity is still a 409.
+    assert_eq!(ok(&app, "POST", "/v1/placement/decide", &app.placement, json!({"vcpus": 1, "memory_mib": 1, "region": "FR", "policy": "first-fit"})).await["host"], "paris");
+    assert_eq!(call(&app, "POST", "/v1/placement/decide", &app.placement, json!({"vcpus": 64, "memory_mib": 1})).await.0, 409);
+}

@@ -90,8 +90,16 @@ const DEFAULT_IDLE_W: f64 = 100.0;
 /// server: ~10 W; only relative order matters between unknown hosts).
 const DEFAULT_W_PER_VCPU: f64 = 10.0;
 
-/// The host for `req`, or why there is none.
-pub fn decide(hosts: &[LiveHost], req: &Request, policy: LivePolicy) -> Result<Decision> {
+/// A learned policy serving live decisions (the RL agents behind feature
+/// `rl` implement it); shared across the API's worker threads.
+pub trait LiveChooser: Send + Sync + std::fmt::Debug {
+    fn name(&self) -> String;
+    /// A host among `candidates` (indices into `hosts` that fit `req`).
+    fn choose(&self, hosts: &[LiveHost], req: &Request, candidates: &[usize]) -> Result<usize>;
+}
+
+/// The hosts that can take `req` now, or why there are none.
+pub fn candidates(hosts: &[LiveHost], req: &Request) -> Result<Vec<usize>> {
     if req.vcpus == 0 {
         return Err(PlaceError::BadRequest("a VM needs at least one vCPU".into()));
     }
@@ -127,17 +135,32 @@ pub fn decide(hosts: &[LiveHost], req: &Request, policy: LivePolicy) -> Result<D
             most.free_mib()
         )));
     }
+    Ok(fits)
+}
+
+/// The power `req` is estimated to add on host `h`: its attributed dynamic
+/// watts per vCPU in use times the VM's vCPUs, plus the host's idle watts
+/// when it runs nothing yet.
+pub fn added_w(hosts: &[LiveHost], h: usize, req: &Request) -> f64 {
+    let host = &hosts[h];
+    let per_vcpu = match (host.dynamic_w, host.used_vcpus) {
+        (Some(w), n) if n > 0 && w > 0.0 => w / n as f64,
+        _ => DEFAULT_W_PER_VCPU,
+    };
+    let wake = if host.used_vcpus == 0 { host.idle_w.unwrap_or_else(|| median_idle(hosts)) } else { 0.0 };
+    wake + per_vcpu * req.vcpus as f64
+}
+
+/// The fleet's median idle watts (for hosts the ledger has not seen).
+pub fn median_idle(hosts: &[LiveHost]) -> f64 {
     let mut idle: Vec<f64> = hosts.iter().filter_map(|h| h.idle_w).collect();
     idle.sort_by(f64::total_cmp);
-    let median_idle = idle.get(idle.len() / 2).copied().unwrap_or(DEFAULT_IDLE_W);
-    let added = |h: &LiveHost| {
-        let per_vcpu = match (h.dynamic_w, h.used_vcpus) {
-            (Some(w), n) if n > 0 && w > 0.0 => w / n as f64,
-            _ => DEFAULT_W_PER_VCPU,
-        };
-        let wake = if h.used_vcpus == 0 { h.idle_w.unwrap_or(median_idle) } else { 0.0 };
-        wake + per_vcpu * req.vcpus as f64
-    };
+    idle.get(idle.len() / 2).copied().unwrap_or(DEFAULT_IDLE_W)
+}
+
+/// The host for `req`, or why there is none.
+pub fn decide(hosts: &[LiveHost], req: &Request, policy: LivePolicy) -> Result<Decision> {
+    let fits = candidates(hosts, req)?;
     let left = |h: &LiveHost| (h.free_vcpus() - req.vcpus, h.free_mib() - req.memory_mib);
     let pick = match policy {
         LivePolicy::FirstFit => fits[0],
@@ -146,11 +169,21 @@ pub fn decide(hosts: &[LiveHost], req: &Request, policy: LivePolicy) -> Result<D
             .iter()
             .min_by(|a, b| {
                 let (x, y) = (&hosts[**a], &hosts[**b]);
-                added(x).total_cmp(&added(y)).then(left(x).cmp(&left(y))).then(x.id.cmp(&y.id))
+                added_w(hosts, **a, req).total_cmp(&added_w(hosts, **b, req)).then(left(x).cmp(&left(y))).then(x.id.cmp(&y.id))
             })
             .expect("fits is not empty"),
     };
-    Ok(Decision { host: pick, added_w: added(&hosts[pick]), candidates: fits.len() })
+    Ok(Decision { host: pick, added_w: added_w(hosts, pick, req), candidates: fits.len() })
+}
+
+/// The host `chooser` picks for `req`, checked to be one that fits.
+pub fn decide_with(hosts: &[LiveHost], req: &Request, chooser: &dyn LiveChooser) -> Result<Decision> {
+    let fits = candidates(hosts, req)?;
+    let pick = chooser.choose(hosts, req, &fits)?;
+    if !fits.contains(&pick) {
+        return Err(PlaceError::Model(format!("{} chose host {} that cannot take the VM", chooser.name(), hosts.get(pick).map_or("?", |h| h.id.as_str()))));
+    }
+    Ok(Decision { host: pick, added_w: added_w(hosts, pick, req), candidates: fits.len() })
 }
 
 #[cfg(test)]

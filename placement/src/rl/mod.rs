@@ -30,6 +30,7 @@ pub mod config;
 pub mod dqn;
 pub mod dqnvmp;
 pub mod env;
+pub mod live;
 pub mod nn;
 pub mod qtable;
 #[cfg(test)]
@@ -142,6 +143,25 @@ impl RlAgent {
         let (h, arrays) = store::read(path)?;
         store::check_against(path, &h, want)?;
         RlAgent::from_arrays(path, want.clone(), &arrays)
+    }
+
+    /// A greedy decision for VM `v` on `st`, learning and recording
+    /// nothing (live serving). `fresh` re-reads the fleet (its size, its
+    /// normalisation and clusters) first.
+    pub fn act_once(&self, st: &State, v: usize, excluded: &[bool], detector: Detector, step_s: f64, fresh: bool) -> Option<usize> {
+        let mut c = self.chooser.borrow_mut();
+        if fresh {
+            c.env.reset();
+        }
+        c.env.observe(st, step_s);
+        let plan = Plan::new(st);
+        let obs = c.env.decision(&plan, v, excluded, detector, step_s);
+        if !obs.mask.iter().any(|m| *m) {
+            return None;
+        }
+        let goal = c.goal;
+        let a = c.learner.act(&obs, &goal, false);
+        obs.hosts[a]
     }
 
     fn from_arrays(path: &Path, cfg: AgentConfig, arrays: &[store::Array]) -> Result<RlAgent> {
