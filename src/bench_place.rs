@@ -36,6 +36,9 @@ pub struct PlaceBenchArgs {
     /// HTTP decisions to time.
     #[arg(long, default_value_t = 2_000)]
     pub requests: usize,
+    /// A trained agent (`fairwatt place train`) to time beside the heuristics in part 2.
+    #[arg(long)]
+    pub model: Option<std::path::PathBuf>,
 }
 
 pub fn run(a: PlaceBenchArgs) -> anyhow::Result<()> {
@@ -70,7 +73,8 @@ pub fn run(a: PlaceBenchArgs) -> anyhow::Result<()> {
             percentile_us(&o.admission_ns, 0.99)
         );
     }
-    live_in_process(a.hosts, a.decisions);
+    let agent = a.model.as_deref().map(fairwatt_placement::rl::live::LiveAgent::spawn).transpose()?;
+    live_in_process(a.hosts, a.decisions, agent.as_ref());
     http(a.hosts, a.requests)
 }
 
@@ -93,7 +97,7 @@ fn fleet(n: usize, rng: &mut SplitMix64) -> Vec<LiveHost> {
         .collect()
 }
 
-fn live_in_process(n: usize, decisions: usize) {
+fn live_in_process(n: usize, decisions: usize, agent: Option<&fairwatt_placement::rl::live::LiveAgent>) {
     let mut rng = SplitMix64(9);
     let fleets: Vec<Vec<LiveHost>> = (0..8).map(|_| fleet(n, &mut rng)).collect();
     println!("\n2. live decision in process: {n} hosts, {decisions} requests of 1-16 vCPUs (8 fleet states)");
@@ -113,6 +117,21 @@ fn live_in_process(n: usize, decisions: usize) {
         let (p50, _, q99, max) = quantiles(us);
         p99.push(q99);
         let label = if policy == LivePolicy::FirstFit { "first-fit (baseline)" } else { policy.as_str() };
+        println!("{label:<22} {p50:>9.1} {q99:>9.1} {max:>9.1}");
+    }
+    if let Some(agent) = agent {
+        let mut rng = SplitMix64(3);
+        let mut us = Vec::with_capacity(decisions);
+        for i in 0..decisions {
+            let req = Request { vcpus: 1 + (rng.next_u64() % 16) as u32, memory_mib: 4096, region: (i % 2 == 0).then(|| "DE".to_string()) };
+            let hosts = &fleets[i % fleets.len()];
+            let t = Instant::now();
+            let d = live::decide_with(hosts, &req, agent);
+            us.push(t.elapsed().as_secs_f64() * 1e6);
+            std::hint::black_box(d.ok());
+        }
+        let (p50, _, q99, max) = quantiles(us);
+        let label = fairwatt_placement::live::LiveChooser::name(agent);
         println!("{label:<22} {p50:>9.1} {q99:>9.1} {max:>9.1}");
     }
     println!("energy / first-fit at p99: {:.2}×", p99[0] / p99[1]);

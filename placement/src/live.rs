@@ -142,12 +142,16 @@ pub fn candidates(hosts: &[LiveHost], req: &Request) -> Result<Vec<usize>> {
 /// watts per vCPU in use times the VM's vCPUs, plus the host's idle watts
 /// when it runs nothing yet.
 pub fn added_w(hosts: &[LiveHost], h: usize, req: &Request) -> f64 {
-    let host = &hosts[h];
+    added_with(&hosts[h], req, median_idle(hosts))
+}
+
+/// [`added_w`] with the fleet's median idle watts already known.
+fn added_with(host: &LiveHost, req: &Request, median_idle: f64) -> f64 {
     let per_vcpu = match (host.dynamic_w, host.used_vcpus) {
         (Some(w), n) if n > 0 && w > 0.0 => w / n as f64,
         _ => DEFAULT_W_PER_VCPU,
     };
-    let wake = if host.used_vcpus == 0 { host.idle_w.unwrap_or_else(|| median_idle(hosts)) } else { 0.0 };
+    let wake = if host.used_vcpus == 0 { host.idle_w.unwrap_or(median_idle) } else { 0.0 };
     wake + per_vcpu * req.vcpus as f64
 }
 
@@ -161,6 +165,7 @@ pub fn median_idle(hosts: &[LiveHost]) -> f64 {
 /// The host for `req`, or why there is none.
 pub fn decide(hosts: &[LiveHost], req: &Request, policy: LivePolicy) -> Result<Decision> {
     let fits = candidates(hosts, req)?;
+    let median = median_idle(hosts);
     let left = |h: &LiveHost| (h.free_vcpus() - req.vcpus, h.free_mib() - req.memory_mib);
     let pick = match policy {
         LivePolicy::FirstFit => fits[0],
@@ -169,11 +174,11 @@ pub fn decide(hosts: &[LiveHost], req: &Request, policy: LivePolicy) -> Result<D
             .iter()
             .min_by(|a, b| {
                 let (x, y) = (&hosts[**a], &hosts[**b]);
-                added_w(hosts, **a, req).total_cmp(&added_w(hosts, **b, req)).then(left(x).cmp(&left(y))).then(x.id.cmp(&y.id))
+                added_with(x, req, median).total_cmp(&added_with(y, req, median)).then(left(x).cmp(&left(y))).then(x.id.cmp(&y.id))
             })
             .expect("fits is not empty"),
     };
-    Ok(Decision { host: pick, added_w: added_w(hosts, pick, req), candidates: fits.len() })
+    Ok(Decision { host: pick, added_w: added_with(&hosts[pick], req, median), candidates: fits.len() })
 }
 
 /// The host `chooser` picks for `req`, checked to be one that fits.

@@ -165,6 +165,12 @@ impl Env {
 
     /// Reads the pool after an update; re-clusters when due.
     pub fn observe(&mut self, st: &State, step_s: f64) {
+        let due = self.updates.is_multiple_of(self.cfg.recluster_every.max(1));
+        self.read(st, step_s, due);
+    }
+
+    /// Reads the pool; re-clusters when `recluster` says (or on first use).
+    pub fn read(&mut self, st: &State, step_s: f64, recluster: bool) {
         self.init(st);
         for w in self.host_watts.iter_mut() {
             *w = 0.0;
@@ -183,7 +189,7 @@ impl Env {
         let e: Vec<f64> = st.vms.iter().filter(|v| v.alive && v.attributed_last_uj > 0).map(|v| vm_energy(v, step_s)).collect();
         let energy = if e.is_empty() { 0.0 } else { e.iter().sum::<f64>() / e.len() as f64 };
         self.pool = [perf, mean, -std, -energy];
-        if self.updates.is_multiple_of(self.cfg.recluster_every.max(1)) {
+        if recluster {
             self.recluster(st);
         }
         self.updates += 1;

@@ -22,8 +22,10 @@ use crate::model::{HostType, VmSpec};
 
 const MIPS_PER_VCPU: u32 = 1000;
 const STEP_S: f64 = 300.0;
-/// Re-cluster the fleet every this many decisions (and when it changes size).
-const RECLUSTER_EVERY: usize = 64;
+/// Re-cluster the fleet at most this often (and whenever it changes size):
+/// clustering 800 hosts takes ~20 ms, a decision without it ~0.3 ms, and a
+/// fleet's shape changes over minutes, not between requests.
+const RECLUSTER_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 type Job = (Vec<LiveHost>, Request, Vec<usize>, mpsc::Sender<Result<usize>>);
 
@@ -50,11 +52,12 @@ impl LiveAgent {
                     }
                 };
                 let _ = ready_tx.send(Ok(format!("rl-{}", agent.kind())));
-                let (mut size, mut served) = (usize::MAX, 0usize);
+                let (mut size, mut clustered) = (usize::MAX, std::time::Instant::now());
                 for (hosts, req, fits, reply) in rx {
-                    let fresh = hosts.len() != size || served.is_multiple_of(RECLUSTER_EVERY);
-                    size = hosts.len();
-                    served += 1;
+                    let fresh = hosts.len() != size || clustered.elapsed() >= RECLUSTER_EVERY;
+                    if fresh {
+                        (size, clustered) = (hosts.len(), std::time::Instant::now());
+                    }
                     let _ = reply.send(choose(&agent, &hosts, &req, &fits, fresh));
                 }
             })

@@ -151,9 +151,10 @@ impl RlAgent {
     pub fn act_once(&self, st: &State, v: usize, excluded: &[bool], detector: Detector, step_s: f64, fresh: bool) -> Option<usize> {
         let mut c = self.chooser.borrow_mut();
         if fresh {
+            // Clusters the new fleet on first use below.
             c.env.reset();
         }
-        c.env.observe(st, step_s);
+        c.env.read(st, step_s, false);
         let plan = Plan::new(st);
         let obs = c.env.decision(&plan, v, excluded, detector, step_s);
         if !obs.mask.iter().any(|m| *m) {
