@@ -97,6 +97,22 @@ fn fleet(n: usize, rng: &mut SplitMix64) -> Vec<LiveHost> {
         .collect()
 }
 
+/// p50, p99 and max µs of `decide` over `decisions` requests of 1-16
+/// vCPUs (half restricted to DE) cycling through `fleets`.
+fn time_decisions(fleets: &[Vec<LiveHost>], decisions: usize, mut decide: impl FnMut(&[LiveHost], &Request) -> bool) -> (f64, f64, f64) {
+    let mut rng = SplitMix64(3);
+    let mut us = Vec::with_capacity(decisions);
+    for i in 0..decisions {
+        let req = Request { vcpus: 1 + (rng.next_u64() % 16) as u32, memory_mib: 4096, region: (i % 2 == 0).then(|| "DE".to_string()) };
+        let hosts = &fleets[i % fleets.len()];
+        let t = Instant::now();
+        std::hint::black_box(decide(hosts, &req));
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let (p50, _, p99, max) = quantiles(us);
+    (p50, p99, max)
+}
+
 fn live_in_process(n: usize, decisions: usize, agent: Option<&fairwatt_placement::rl::live::LiveAgent>) {
     let mut rng = SplitMix64(9);
     let fleets: Vec<Vec<LiveHost>> = (0..8).map(|_| fleet(n, &mut rng)).collect();
@@ -104,35 +120,14 @@ fn live_in_process(n: usize, decisions: usize, agent: Option<&fairwatt_placement
     println!("{:<22} {:>9} {:>9} {:>9}", "policy", "p50 µs", "p99 µs", "max µs");
     let mut p99 = Vec::new();
     for policy in [LivePolicy::Energy, LivePolicy::FirstFit, LivePolicy::BestFit] {
-        let mut rng = SplitMix64(3);
-        let mut us = Vec::with_capacity(decisions);
-        for i in 0..decisions {
-            let req = Request { vcpus: 1 + (rng.next_u64() % 16) as u32, memory_mib: 4096, region: (i % 2 == 0).then(|| "DE".to_string()) };
-            let hosts = &fleets[i % fleets.len()];
-            let t = Instant::now();
-            let d = live::decide(hosts, &req, policy);
-            us.push(t.elapsed().as_secs_f64() * 1e6);
-            std::hint::black_box(d.ok());
-        }
-        let (p50, _, q99, max) = quantiles(us);
+        let (p50, q99, max) = time_decisions(&fleets, decisions, |h, r| live::decide(h, r, policy).is_ok());
         p99.push(q99);
         let label = if policy == LivePolicy::FirstFit { "first-fit (baseline)" } else { policy.as_str() };
         println!("{label:<22} {p50:>9.1} {q99:>9.1} {max:>9.1}");
     }
     if let Some(agent) = agent {
-        let mut rng = SplitMix64(3);
-        let mut us = Vec::with_capacity(decisions);
-        for i in 0..decisions {
-            let req = Request { vcpus: 1 + (rng.next_u64() % 16) as u32, memory_mib: 4096, region: (i % 2 == 0).then(|| "DE".to_string()) };
-            let hosts = &fleets[i % fleets.len()];
-            let t = Instant::now();
-            let d = live::decide_with(hosts, &req, agent);
-            us.push(t.elapsed().as_secs_f64() * 1e6);
-            std::hint::black_box(d.ok());
-        }
-        let (p50, _, q99, max) = quantiles(us);
-        let label = fairwatt_placement::live::LiveChooser::name(agent);
-        println!("{label:<22} {p50:>9.1} {q99:>9.1} {max:>9.1}");
+        let (p50, q99, max) = time_decisions(&fleets, decisions, |h, r| live::decide_with(h, r, agent).is_ok());
+        println!("{:<22} {p50:>9.1} {q99:>9.1} {max:>9.1}", fairwatt_placement::live::LiveChooser::name(agent));
     }
     println!("energy / first-fit at p99: {:.2}×", p99[0] / p99[1]);
 }

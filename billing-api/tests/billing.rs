@@ -31,9 +31,7 @@ async fn spawn() -> App {
 }
 
 async fn call(app: &App, method: &str, path: &str, key: &str, body: Value) -> (u16, Value) {
-    let body = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
-    let (s, _, b) = request(app.addr, method, path, Some(key), &[], &body).await;
-    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    common::call(app.addr, method, path, key, body).await
 }
 
 async fn ok(app: &App, method: &str, path: &str, key: &str, body: Value) -> Value {

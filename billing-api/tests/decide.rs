@@ -11,7 +11,6 @@ use fairwatt_billing_api::{Db, Role, Settings};
 use serde_json::{Value, json};
 
 mod common;
-use common::request;
 
 struct App {
     addr: SocketAddr,
@@ -29,9 +28,7 @@ async fn spawn() -> App {
 }
 
 async fn call(app: &App, method: &str, path: &str, key: &str, body: Value) -> (u16, Value) {
-    let body = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
-    let (s, _, b) = request(app.addr, method, path, Some(key), &[], &body).await;
-    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    common::call(app.addr, method, path, key, body).await
 }
 
 async fn ok(app: &App, method: &str, path: &str, key: &str, body: Value) -> Value {

@@ -107,3 +107,11 @@ pub async fn spawn(settings: fairwatt_billing_api::Settings) -> Spawned {
     tokio::spawn(fairwatt_billing_api::serve_with(listener, db.clone(), settings).unwrap());
     Spawned { addr, db, dir }
 }
+
+/// One JSON exchange: the status and the parsed body (null when not JSON).
+#[allow(dead_code)]
+pub async fn call(addr: std::net::SocketAddr, method: &str, path: &str, key: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let body = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
+    let (s, _, b) = request(addr, method, path, Some(key), &[], &body).await;
+    (s, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
+}
