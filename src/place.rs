@@ -21,6 +21,12 @@ pub enum PlaceCommand {
     Eval(EvalArgs),
     /// Train an RL agent on traces and save its model (`place eval --policy rl:FILE` runs it).
     Train(TrainArgs),
+    /// The packing heuristics' optimality gap per instance family on the vector bin packing benchmark.
+    Vbp {
+        /// The folder with {New,Panigrahy,Triplet}_instances.tar.gz and their *_summary_known.csv.
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -75,6 +81,7 @@ pub fn run(cmd: PlaceCommand) -> anyhow::Result<()> {
     match cmd {
         PlaceCommand::Eval(a) => eval(&a),
         PlaceCommand::Train(a) => crate::place_train::train(&a),
+        PlaceCommand::Vbp { dir } => vbp(&dir),
     }
 }
 
@@ -273,5 +280,32 @@ fn plot(path: &Path, outcomes: &[(String, Outcome)], title: &str, y: impl Fn(&dy
     }
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     root.present()?;
+    Ok(())
+}
+
+/// Every set found in `dir`: each instance packed by every heuristic and
+/// checked, gaps to the known optimum and lower bound per family.
+fn vbp(dir: &Path) -> anyhow::Result<()> {
+    use fairwatt_placement::vbp;
+    let mut results = Vec::new();
+    for set in ["New", "Panigrahy", "Triplet"] {
+        let tgz = dir.join(format!("{set}_instances.tar.gz"));
+        if !tgz.exists() {
+            eprintln!("{} is absent: set {set} skipped", tgz.display());
+            continue;
+        }
+        let instances = vbp::load_tarball(&tgz)?;
+        let known = vbp::known(&dir.join(format!("{set}_summary_known.csv")))?;
+        for inst in &instances {
+            let r = vbp::solve(inst, known.get(&inst.name), &vbp::Heuristic::ALL)?;
+            results.push(r);
+        }
+        eprintln!("{set}: {} instances", instances.len());
+    }
+    if results.is_empty() {
+        bail!("{}: no benchmark set found (expected New/Panigrahy/Triplet_instances.tar.gz)", dir.display());
+    }
+    println!("Per set:\n\n{}", vbp::markdown_table(&vbp::summarise(&results, false)));
+    println!("Per family:\n\n{}", vbp::markdown_table(&vbp::summarise(&results, true)));
     Ok(())
 }

@@ -67,3 +67,14 @@ fn train_saves_a_model_that_eval_runs_and_a_foreign_file_is_refused() {
     let (ok, _, stderr) = fairwatt(&["place", "train", "--agent", "sarsa", "--trace", "synthetic:10", "--model", model.to_str().unwrap()]);
     assert!(!ok && stderr.contains("expected q-table, dqn, a2c or dqnvmp"), "{stderr}");
 }
+
+#[test]
+fn vbp_without_the_benchmark_says_what_it_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = fairwatt(&["place", "vbp", "--dir", dir.path().to_str().unwrap()]);
+    assert!(!ok && stderr.contains("no benchmark set found (expected New/Panigrahy/Triplet_instances.tar.gz)"), "{stderr}");
+    // A tarball that is not one names the file.
+    std::fs::write(dir.path().join("New_instances.tar.gz"), b"not gzip").unwrap();
+    let (ok, _, stderr) = fairwatt(&["place", "vbp", "--dir", dir.path().to_str().unwrap()]);
+    assert!(!ok && stderr.contains("New_instances.tar.gz"), "{stderr}");
+}
