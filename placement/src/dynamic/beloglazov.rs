@@ -16,7 +16,9 @@ use super::detect::Detector;
 use super::plan::Plan;
 use super::select::Selector;
 use super::state::State;
+use super::batch::{Batch, BatchStatic};
 use super::{HostChooser, Policy};
+use crate::meta::{Meta, PsoConfig};
 use crate::rng::SplitMix64;
 
 /// How a new VM finds a host.
@@ -107,17 +109,20 @@ pub struct Beloglazov {
     pub admission: Admission,
     /// Replaces PABFD for admissions and migration targets when set.
     pub chooser: Option<Box<dyn HostChooser>>,
+    /// Places each step's arrivals together (before the chooser or PABFD
+    /// see them) when set.
+    pub batch: Option<Batch>,
 }
 
 impl std::fmt::Debug for Beloglazov {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Beloglazov").field("detector", &self.detector).field("selector", &self.selector).field("wake_cost", &self.wake_cost).field("chooser", &self.chooser.as_ref().map(|c| c.name())).finish()
+        f.debug_struct("Beloglazov").field("detector", &self.detector).field("selector", &self.selector).field("wake_cost", &self.wake_cost).field("batch", &self.batch).field("chooser", &self.chooser.as_ref().map(|c| c.name())).finish()
     }
 }
 
 impl Beloglazov {
     pub fn new(detector: Detector, selector: Selector, seed: u64) -> Beloglazov {
-        Beloglazov { detector, selector, rng: SplitMix64(seed), wake_cost: false, admission: Admission::Pabfd(detector), chooser: None }
+        Beloglazov { detector, selector, rng: SplitMix64(seed), wake_cost: false, admission: Admission::Pabfd(detector), chooser: None, batch: None }
     }
 
     /// Beloglazov's loop with `chooser` picking every host.
@@ -133,9 +138,12 @@ impl Beloglazov {
     }
 
     /// fairwatt's consolidation: Beloglazov's loop with waking a host priced
-    /// at its full power, in placement and admission alike.
+    /// at its full power, in placement and admission alike, and each step's
+    /// arrivals placed together by PSO (most VMs placed first, then the
+    /// fewest watts), so it admits at least what the batch searches do.
     pub fn fairwatt(detector: Detector, selector: Selector, seed: u64) -> Beloglazov {
-        Beloglazov { wake_cost: true, ..Beloglazov::new(detector, selector, seed) }
+        let pso = Batch::Search(Meta::Pso(PsoConfig { seed, ..PsoConfig::default() }));
+        Beloglazov { wake_cost: true, batch: Some(pso), ..Beloglazov::new(detector, selector, seed) }
     }
 }
 
@@ -156,6 +164,12 @@ impl Policy for Beloglazov {
             Admission::Pabfd(_) => self.place(plan, v, &vec![false; plan.hosts()], step_s),
             other => other.choose(plan, v, step_s),
         }
+    }
+
+    fn admit_batch(&mut self, plan: &Plan, vms: &[usize], step_s: f64) -> Option<Vec<(usize, Option<usize>)>> {
+        // One VM needs no search: the loop's own placement takes it.
+        let b = self.batch.filter(|_| vms.len() > 1)?;
+        BatchStatic(b).admit_batch(plan, vms, step_s)
     }
 
     fn observe(&mut self, st: &State, step_s: f64) {

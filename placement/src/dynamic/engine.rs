@@ -179,25 +179,41 @@ pub fn run(hosts: Vec<HostType>, vms: Vec<VmSpec>, traces: &[VmTrace], cfg: &Sim
             let mut chosen = Vec::with_capacity(arrivals.len());
             {
                 let mut plan = Plan::new(&st);
-                for &v in &arrivals {
-                    let started = Instant::now();
-                    let pick = if plan.st.hosts.iter().any(|t| st.vms[v].spec.mips <= t.mips_per_core as f64 && st.vms[v].spec.ram_mb <= t.ram_mb) {
-                        policy.admit(&plan, v, cfg.step_s).ok_or("no host has room for it now")
-                    } else {
-                        Err("it is larger than any host")
-                    };
+                let fits_any = |v: usize| st.hosts.iter().any(|t| st.vms[v].spec.mips <= t.mips_per_core as f64 && st.vms[v].spec.ram_mb <= t.ram_mb);
+                let refuse = |out: &mut Outcome, v: usize, why: &str, placed: usize| {
+                    if out.refused.is_empty() {
+                        out.deployable = out.admitted + placed;
+                    }
+                    let s = &st.vms[v].spec;
+                    out.refused.push((s.id.clone(), format!("VM {} ({} MIPS, {} MB): {why}", s.id, s.mips, s.ram_mb)));
+                };
+                let started = Instant::now();
+                if let Some(batch) = policy.admit_batch(&plan, &arrivals, cfg.step_s) {
                     out.admission_ns.push(started.elapsed().as_nanos() as u64);
-                    match pick {
-                        Ok(h) => {
-                            plan.add(h, v);
-                            chosen.push((v, h));
-                        }
-                        Err(why) => {
-                            if out.refused.is_empty() {
-                                out.deployable = out.admitted + chosen.len();
+                    if batch.len() != arrivals.len() || batch.iter().any(|(v, _)| !arrivals.contains(v)) {
+                        return Err(PlaceError::Config(format!("policy {} answered for other VMs than the {} arriving", out.policy, arrivals.len())));
+                    }
+                    for (v, pick) in batch {
+                        match pick {
+                            Some(h) if plan.suitable(h, v) => {
+                                plan.add(h, v);
+                                chosen.push((v, h));
                             }
-                            let s = &st.vms[v].spec;
-                            out.refused.push((s.id.clone(), format!("VM {} ({} MIPS, {} MB): {why}", s.id, s.mips, s.ram_mb)));
+                            Some(h) => return Err(PlaceError::Config(format!("policy {} put VM {} on host {h}, which has no room", out.policy, st.vms[v].spec.id))),
+                            None => refuse(&mut out, v, if fits_any(v) { "no host has room for it now" } else { "it is larger than any host" }, chosen.len()),
+                        }
+                    }
+                } else {
+                    for &v in &arrivals {
+                        let started = Instant::now();
+                        let pick = if fits_any(v) { policy.admit(&plan, v, cfg.step_s).ok_or("no host has room for it now") } else { Err("it is larger than any host") };
+                        out.admission_ns.push(started.elapsed().as_nanos() as u64);
+                        match pick {
+                            Ok(h) => {
+                                plan.add(h, v);
+                                chosen.push((v, h));
+                            }
+                            Err(why) => refuse(&mut out, v, why, chosen.len()),
                         }
                     }
                 }

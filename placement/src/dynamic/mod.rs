@@ -8,11 +8,13 @@
 //! - [`plan`]: tentative reallocations a policy builds before committing;
 //! - [`detect`], [`select`], [`beloglazov`]: CloudSim's consolidation
 //!   policies (THR/IQR/MAD/LR/LRR × MMT/MC/MU/RS, PABFD placement);
+//! - [`batch`]: FFD, BFD, PSO and GA placing each step's arrivals together;
 //! - [`engine`]: the time loop and its metrics;
 //! - [`setup`]: CloudSim's fleet and VM types, policies by name;
 //! - [`stats`]: the statistics the detectors use.
 
 mod account;
+pub mod batch;
 pub mod beloglazov;
 pub mod detect;
 pub mod engine;
@@ -24,6 +26,7 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use batch::{Batch, BatchStatic};
 pub use beloglazov::{Admission, Beloglazov, NoMigration};
 pub use detect::Detector;
 pub use account::lower_bound_watts;
@@ -39,6 +42,12 @@ pub trait Policy {
     /// The host for VM `v`, which is being created and asks for its full
     /// MIPS; the plan holds this step's earlier admissions.
     fn admit(&mut self, plan: &Plan, v: usize, step_s: f64) -> Option<usize>;
+    /// One step's arrivals at once, as (VM, host or none), for placers
+    /// that look at the whole batch (FFD, BFD, PSO, GA); `None` admits them
+    /// one by one through [`Policy::admit`].
+    fn admit_batch(&mut self, _plan: &Plan, _vms: &[usize], _step_s: f64) -> Option<Vec<(usize, Option<usize>)>> {
+        None
+    }
     /// Migrations to start now, as (VM, destination host).
     fn consolidate(&mut self, st: &State, step_s: f64) -> Vec<(usize, usize)>;
     /// Sees the state after each update, before `consolidate` (learners

@@ -6,6 +6,7 @@
 
 use super::state::{HISTORY, State, add_history, trim_zero_tail};
 
+#[derive(Clone)]
 pub struct Plan<'a> {
     pub st: &'a State,
     /// Σ request of each host's VM list (migrating-in at full).

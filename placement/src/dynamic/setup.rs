@@ -1,7 +1,8 @@
 //! Ready-made experiment setups: the Beloglazov/CloudSim fleet and VM types,
 //! and policies by name (as the CLI and the API take them).
 
-use super::{Admission, Beloglazov, Detector, NoMigration, Policy, Selector};
+use super::{Admission, Batch, BatchStatic, Beloglazov, Detector, NoMigration, Policy, Selector};
+use crate::meta::{GaConfig, Meta, PsoConfig};
 use crate::error::{PlaceError, Result};
 use crate::model::{HostType, VmSpec};
 use crate::trace::VmTrace;
@@ -26,7 +27,7 @@ pub fn cloudsim_vms(traces: &[VmTrace]) -> Vec<VmSpec> {
 }
 
 /// The policies `policy_by_name` knows, for help texts.
-pub const POLICY_NAMES: &str = "dvfs, pabfd-static, {thr|iqr|mad|lr|lrr}-{mmt|mc|mu|rs}-PARAM (e.g. lr-mmt-1.2), fairwatt (= fairwatt-lr-mmt-1.2), fairwatt-DETECTOR-SELECTOR-PARAM";
+pub const POLICY_NAMES: &str = "dvfs, pabfd-static, ffd, bfd, pso, ga, {thr|iqr|mad|lr|lrr}-{mmt|mc|mu|rs}-PARAM (e.g. lr-mmt-1.2), fairwatt (= fairwatt-lr-mmt-1.2), fairwatt-DETECTOR-SELECTOR-PARAM";
 
 /// A policy from its name: CloudSim's (`dvfs`, `lr-mmt-1.2`, …) or
 /// fairwatt's (`fairwatt`, `fairwatt-mad-mc-2.5`, …).
@@ -36,6 +37,10 @@ pub fn policy_by_name(name: &str, seed: u64) -> Result<Box<dyn Policy>> {
         "dvfs" => return Ok(Box::new(NoMigration(Admission::FirstFit))),
         "pabfd-static" => return Ok(Box::new(NoMigration(Admission::Pabfd(Detector::Thr(1.0))))),
         "fairwatt" => return Ok(Box::new(Beloglazov::fairwatt(Detector::Lr(1.2), Selector::Mmt, seed))),
+        "ffd" => return Ok(Box::new(BatchStatic(Batch::FirstFitDecreasing))),
+        "bfd" => return Ok(Box::new(BatchStatic(Batch::BestFitDecreasing))),
+        "pso" => return Ok(Box::new(BatchStatic(Batch::Search(Meta::Pso(PsoConfig { seed, ..PsoConfig::default() }))))),
+        "ga" => return Ok(Box::new(BatchStatic(Batch::Search(Meta::Ga(GaConfig { seed, ..GaConfig::default() }))))),
         _ => {}
     }
     let (ours, rest) = match name.strip_prefix("fairwatt-") {

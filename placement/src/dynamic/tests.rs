@@ -137,3 +137,22 @@ fn bad_setups_are_refused_with_reasons() {
     assert!(run(vec![G4], vms.clone(), &t[..1], &cfg(2, false), &mut NoMigration(Admission::FirstFit)).is_err());
     assert!(run(vec![G4], vms, &t, &cfg(1, false), &mut NoMigration(Admission::FirstFit)).is_err());
 }
+
+#[test]
+fn batch_placers_pack_what_arrival_order_strands() {
+    // Arrival order 1000, 1000, 1000, 1800, 1800, 1800 MIPS on a G4 and a
+    // G5: first fit puts the 1000s on the G4 and strands one 1800; by
+    // decreasing MIPS all six fit.
+    let sizes = [1000.0, 1000.0, 1000.0, 1800.0, 1800.0, 1800.0];
+    let vms: Vec<VmSpec> = sizes.iter().enumerate().map(|(i, m)| spec(&format!("v{i}"), *m, 256)).collect();
+    let traces: Vec<VmTrace> = (0..6).map(|i| trace(&format!("v{i}"), 0, &[0.5, 0.5, 0.5])).collect();
+    let run_named = |name: &str| run(vec![G4, G5], vms.clone(), &traces, &cfg(3, false), super::policy_by_name(name, 1).unwrap().as_mut()).unwrap();
+    let ff = run_named("dvfs");
+    assert_eq!((ff.admitted, ff.refused.len(), ff.deployable), (5, 1, 5));
+    for name in ["ffd", "bfd", "pso", "ga"] {
+        let o = run_named(name);
+        assert_eq!((o.admitted, o.refused.len()), (6, 0), "{name}");
+        assert_eq!(o.policy, name);
+        assert_eq!(o.admission_ns.len(), 1, "{name}: one batch decision");
+    }
+}

@@ -84,8 +84,10 @@ fn every_agent_places_only_where_the_vm_fits_in_training_and_evaluation() {
 fn the_least_rise_baseline_is_fairwatts_heuristic_by_cluster() {
     let sc = fleet();
     let ours = RlAgent::new(small("greedy", 0, 1)).evaluate(&sc).unwrap();
-    let mut fw = dynamic::policy_by_name("fairwatt", 1).unwrap();
-    let base = dynamic::run(sc.hosts.clone(), sc.vms.clone(), &sc.traces, &sc.sim, fw.as_mut()).unwrap();
+    // fairwatt's placement rule, VM by VM (the agents admit one at a time).
+    let mut fw = Beloglazov::fairwatt(crate::dynamic::Detector::Lr(1.2), crate::dynamic::Selector::Mmt, 1);
+    fw.batch = None;
+    let base = dynamic::run(sc.hosts.clone(), sc.vms.clone(), &sc.traces, &sc.sim, &mut fw).unwrap();
     let rel = (ours.outcome.energy_kwh - base.energy_kwh).abs() / base.energy_kwh;
     assert!(rel < 0.03, "{} vs fairwatt {}", ours.outcome.energy_kwh, base.energy_kwh);
     assert!(ours.choose_ns.len() >= ours.decisions && ours.choose_us(0.99) >= ours.choose_us(0.5));
