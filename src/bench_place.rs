@@ -100,7 +100,7 @@ fn fleet(n: usize, rng: &mut SplitMix64) -> Vec<LiveHost> {
 /// p50, p99 and max µs of `decide` over `decisions` requests of 1-16
 /// vCPUs (half restricted to DE) cycling through `fleets`.
 fn time_decisions(fleets: &[Vec<LiveHost>], decisions: usize, mut decide: impl FnMut(&[LiveHost], &Request) -> bool) -> (f64, f64, f64) {
-    let mut rng = SplitMix64(3);
+    let mut rng = SplitMix64::new(3);
     let mut us = Vec::with_capacity(decisions);
     for i in 0..decisions {
         let req = Request { vcpus: 1 + (rng.next_u64() % 16) as u32, memory_mib: 4096, region: (i % 2 == 0).then(|| "DE".to_string()) };
@@ -114,7 +114,7 @@ fn time_decisions(fleets: &[Vec<LiveHost>], decisions: usize, mut decide: impl F
 }
 
 fn live_in_process(n: usize, decisions: usize, agent: Option<&fairwatt_placement::rl::live::LiveAgent>) {
-    let mut rng = SplitMix64(9);
+    let mut rng = SplitMix64::new(9);
     let fleets: Vec<Vec<LiveHost>> = (0..8).map(|_| fleet(n, &mut rng)).collect();
     println!("\n2. live decision in process: {n} hosts, {decisions} requests of 1-16 vCPUs (8 fleet states)");
     println!("{:<22} {:>9} {:>9} {:>9}", "policy", "p50 µs", "p99 µs", "max µs");

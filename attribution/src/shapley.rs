@@ -179,6 +179,16 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
+    /// Uniform in [0, 1): the top 53 bits.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+
     /// Uniform in `0..k` (multiply-shift; the bias, < k/2⁶⁴, is negligible).
     pub fn below(&mut self, k: usize) -> usize {
         ((self.next_u64() as u128 * k as u128) >> 64) as usize

@@ -79,7 +79,7 @@ pub fn place_all(dc: &mut Datacenter, order: Order, heuristic: Heuristic) -> Rep
         // Stable: equal requests keep their arrival order.
         vms.sort_by(|a, b| dc.vm(*b).mips.total_cmp(&dc.vm(*a).mips));
     }
-    let mut rng = SplitMix64(match heuristic {
+    let mut rng = SplitMix64::new(match heuristic {
         Heuristic::Random { seed } => seed,
         _ => 0,
     });
@@ -125,7 +125,7 @@ mod tests {
     fn best_fit_takes_the_tightest_host_and_pabfd_the_cheapest_watt() {
         let mut dc = dc_with(2, &[2600.0, 700.0]);
         dc.place(0, 1).unwrap(); // G5 at 2600 of 5320
-        let mut rng = SplitMix64(0);
+        let mut rng = SplitMix64::new(0);
         // Best fit: G4 leaves 3020 free, G5 2020: the G5.
         assert_eq!(choose(&dc, 1, Heuristic::BestFit, &mut rng).unwrap(), 1);
         // PABFD: whichever host's power rises less with 700 more MIPS.

@@ -1,25 +1,7 @@
-//! splitmix64 (Steele et al.): a tiny seedable generator, so simulations,
-//! random placement and synthetic workloads are reproducible by seed on
+//! The seeded generator behind every random choice of the placement crate
+//! (random placement and selection, synthetic workloads, PSO and GA, the
+//! RL agents' exploration and replay): the attribution crate's splitmix64,
+//! so one implementation serves both and runs are reproducible by seed on
 //! every platform and release.
 
-#[derive(Clone, Debug)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-}
+pub use fairwatt_attribution::shapley::SplitMix64;

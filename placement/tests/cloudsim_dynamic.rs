@@ -82,7 +82,7 @@ fn consolidation_beside_cloudsim() {
 #[ignore = "diagnostic: how much the file order (VM type pairing) moves DVFS"]
 fn dvfs_order_sensitivity() {
     let Some((hosts, specs, mut traces)) = day("20110303") else { return };
-    let mut rng = fairwatt_placement::rng::SplitMix64(5);
+    let mut rng = fairwatt_placement::rng::SplitMix64::new(5);
     for _ in 0..6 {
         for i in (1..traces.len()).rev() {
             let j = (rng.next_u64() % (i as u64 + 1)) as usize;

@@ -122,7 +122,7 @@ impl std::fmt::Debug for Beloglazov {
 
 impl Beloglazov {
     pub fn new(detector: Detector, selector: Selector, seed: u64) -> Beloglazov {
-        Beloglazov { detector, selector, rng: SplitMix64(seed), wake_cost: false, admission: Admission::Pabfd(detector), chooser: None, batch: None }
+        Beloglazov { detector, selector, rng: SplitMix64::new(seed), wake_cost: false, admission: Admission::Pabfd(detector), chooser: None, batch: None }
     }
 
     /// Beloglazov's loop with `chooser` picking every host.

@@ -95,7 +95,7 @@ pub(crate) struct PolicyCtx<'a> {
 
 impl<'a> PolicyCtx<'a> {
     pub fn new(seed: u64, frag: &'a FragModel) -> Self {
-        PolicyCtx { rng: SplitMix64(seed), frag, scratch: Vec::new(), fgd_memo: HashMap::new() }
+        PolicyCtx { rng: SplitMix64::new(seed), frag, scratch: Vec::new(), fgd_memo: HashMap::new() }
     }
 }
 

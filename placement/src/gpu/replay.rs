@@ -182,7 +182,7 @@ pub(crate) fn replay(nodes: &[NodeSpec], pods: &[PodRequest], policy: GpuPolicy,
         if cfg.timing == Timing::Trace {
             return Err(PlaceError::Config("shuffled arrivals apply to fill timing only: trace timing keeps each pod's own lifetime".into()));
         }
-        let mut r = SplitMix64(seed);
+        let mut r = SplitMix64::new(seed);
         for k in (1..order.len()).rev() {
             order.swap(k, (r.next_u64() % (k as u64 + 1)) as usize);
         }

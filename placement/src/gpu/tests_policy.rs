@@ -84,7 +84,7 @@ fn dot_product_picks_the_aligned_node() {
 
 /// A random heterogeneous fleet and workload (sharing, whole, multi-GPU, CPU-only pods).
 fn random_case(seed: u64) -> (Vec<NodeSpec>, Vec<PodRequest>) {
-    let mut r = SplitMix64(seed);
+    let mut r = SplitMix64::new(seed);
     let shapes = [(96000, 393216, 8, Some("G2")), (104000, 524288, 2, Some("T4")), (32000, 262144, 0, None), (16000, 122880, 2, Some("P100"))];
     let nodes = (0..12).map(|i| {
         let s = shapes[i % shapes.len()];

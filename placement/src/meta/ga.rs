@@ -60,7 +60,7 @@ impl GaConfig {
 
 /// Runs the GA; returns the best (decoded) genes and their fitness.
 pub(crate) fn run(p: &mut Problem, c: &GaConfig) -> (Vec<u32>, Fitness) {
-    let mut rng = SplitMix64(c.seed);
+    let mut rng = SplitMix64::new(c.seed);
     let mut pop = p.initial(c.population, &mut rng);
     let n = p.len();
     // The best ever seen: with no elites a generation can lose it, and the

@@ -120,7 +120,7 @@ pub fn apply(dc: &mut Datacenter, solution: &Solution) -> Report {
             _ => retry.push(v),
         }
     }
-    let mut rng = SplitMix64(0); // first fit draws nothing
+    let mut rng = SplitMix64::new(0); // first fit draws nothing
     for v in retry {
         match heuristics::choose(dc, v, Heuristic::FirstFit, &mut rng).and_then(|h| dc.place(v, h)) {
             Ok(()) => report.placed += 1,

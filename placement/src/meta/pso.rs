@@ -68,7 +68,7 @@ impl PsoConfig {
 
 /// Runs the swarm; returns the best (decoded) genes and their fitness.
 pub(crate) fn run(p: &mut Problem, c: &PsoConfig) -> (Vec<u32>, Fitness) {
-    let mut rng = SplitMix64(c.seed);
+    let mut rng = SplitMix64::new(c.seed);
     let mut swarm = p.initial(c.particles, &mut rng);
     let (n, nh) = (p.len(), p.hosts());
     // Velocities start at rest: the first moves come from the pulls alone.

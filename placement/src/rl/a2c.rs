@@ -41,7 +41,7 @@ impl A2c {
     pub fn new(cfg: &A2cConfig) -> A2c {
         let device = nn::train_device();
         device.seed(cfg.seed);
-        let mut init = SplitMix64(cfg.seed);
+        let mut init = SplitMix64::new(cfg.seed);
         let f = feature_len(cfg.env.k_max);
         let actor = Mlp::new(f, cfg.hidden, cfg.env.k_max, &mut init, &device);
         let critic = Mlp::new(f, cfg.hidden, 1, &mut init, &device);
@@ -50,7 +50,7 @@ impl A2c {
 
     fn with(cfg: &A2cConfig, device: Device, actor: Mlp, critic: Mlp) -> A2c {
         let actor_infer = actor.valid();
-        A2c { cfg: cfg.clone(), device, actor, critic, actor_infer, actor_adam: Adam::new(cfg.learning_rate), critic_adam: Adam::new(cfg.learning_rate), rollout: Vec::new(), rng: SplitMix64(cfg.seed.wrapping_add(1)), steps: 0 }
+        A2c { cfg: cfg.clone(), device, actor, critic, actor_infer, actor_adam: Adam::new(cfg.learning_rate), critic_adam: Adam::new(cfg.learning_rate), rollout: Vec::new(), rng: SplitMix64::new(cfg.seed.wrapping_add(1)), steps: 0 }
     }
 
     fn mask_bias(masks: &[Vec<bool>]) -> Vec<f32> {

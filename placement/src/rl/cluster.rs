@@ -170,7 +170,7 @@ mod tests {
     use crate::rng::SplitMix64;
 
     fn blobs(centres: &[[f64; 3]], per: usize, spread: f64, seed: u64) -> (Vec<Vec<f64>>, Vec<usize>) {
-        let mut rng = SplitMix64(seed);
+        let mut rng = SplitMix64::new(seed);
         let (mut pts, mut truth) = (Vec::new(), Vec::new());
         for _ in 0..per {
             for (c, ctr) in centres.iter().enumerate() {
@@ -210,7 +210,7 @@ mod tests {
     #[test]
     fn deterministic_k_in_range_and_identical_points_make_one_cluster() {
         let cfg = ClusterConfig::default();
-        let mut rng = SplitMix64(9);
+        let mut rng = SplitMix64::new(9);
         let pts: Vec<Vec<f64>> = (0..60).map(|_| (0..4).map(|_| rng.unit()).collect()).collect();
         let a = cluster(&pts, 3, 6, &cfg);
         assert_eq!(a, cluster(&pts, 3, 6, &cfg));

@@ -36,14 +36,14 @@ impl Dqn {
     pub fn new(cfg: &DqnConfig) -> Dqn {
         let device = nn::train_device();
         device.seed(cfg.seed);
-        let mut init = SplitMix64(cfg.seed);
+        let mut init = SplitMix64::new(cfg.seed);
         let online = Mlp::new(feature_len(cfg.env.k_max), cfg.hidden, cfg.env.k_max, &mut init, &device);
         Dqn::with(cfg, device, online)
     }
 
     fn with(cfg: &DqnConfig, device: Device, online: Mlp) -> Dqn {
         let (target, infer) = (online.valid(), online.valid());
-        Dqn { cfg: cfg.clone(), device, online, target, infer, adam: Adam::new(cfg.learning_rate), replay: ReplayBuffer::new(cfg.replay.capacity, cfg.seed ^ 0x5EED), eps: Epsilon::new(&cfg.explore), rng: SplitMix64(cfg.seed.wrapping_add(1)), seen: 0, steps: 0 }
+        Dqn { cfg: cfg.clone(), device, online, target, infer, adam: Adam::new(cfg.learning_rate), replay: ReplayBuffer::new(cfg.replay.capacity, cfg.seed ^ 0x5EED), eps: Epsilon::new(&cfg.explore), rng: SplitMix64::new(cfg.seed.wrapping_add(1)), seen: 0, steps: 0 }
     }
 
     fn shape(&self) -> (usize, usize, usize) {

@@ -64,7 +64,7 @@ impl Dqnvmp {
     pub fn new(cfg: &DqnvmpConfig) -> Dqnvmp {
         let device = nn::train_device();
         device.seed(cfg.seed);
-        let mut init = SplitMix64(cfg.seed);
+        let mut init = SplitMix64::new(cfg.seed);
         let (d, h, k, m) = Dqnvmp::shape_of(cfg);
         let online = Dueling::new(d, h, k, m, &mut init, &device);
         Dqnvmp::with(cfg, device, online)
@@ -77,7 +77,7 @@ impl Dqnvmp {
     fn with(cfg: &DqnvmpConfig, device: Device, online: Dueling) -> Dqnvmp {
         let (target, infer) = (online.valid(), online.valid());
         let replay = ReplayBuffer::new(cfg.replay.capacity, cfg.seed ^ 0x5EED);
-        Dqnvmp { cfg: cfg.clone(), device, online, target, infer, adam: Adam::new(cfg.learning_rate), replay, eps: Epsilon::new(&cfg.explore), rng: SplitMix64(cfg.seed.wrapping_add(1)), episode_goal: cfg.env.goal, seen: 0, steps: 0 }
+        Dqnvmp { cfg: cfg.clone(), device, online, target, infer, adam: Adam::new(cfg.learning_rate), replay, eps: Epsilon::new(&cfg.explore), rng: SplitMix64::new(cfg.seed.wrapping_add(1)), episode_goal: cfg.env.goal, seen: 0, steps: 0 }
     }
 
     fn train_step(&mut self) {

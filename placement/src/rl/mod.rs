@@ -85,7 +85,7 @@ fn learner(cfg: &AgentConfig) -> Box<dyn Learner> {
         AgentConfig::Dqn(c) => Box::new(dqn::Dqn::new(c)),
         AgentConfig::A2c(c) => Box::new(a2c::A2c::new(c)),
         AgentConfig::Dqnvmp(c) => Box::new(dqnvmp::Dqnvmp::new(c)),
-        AgentConfig::Random(c) => Box::new(RandomAgent(SplitMix64(c.seed))),
+        AgentConfig::Random(c) => Box::new(RandomAgent(SplitMix64::new(c.seed))),
         AgentConfig::Greedy(_) => Box::new(GreedyAgent),
     }
 }

@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn an_mlp_learns_a_linear_map_and_the_dueling_head_centres_advantages() {
         let dev = train_device();
-        let mut rng = SplitMix64(3);
+        let mut rng = SplitMix64::new(3);
         let mut net = Mlp::new(4, 32, 2, &mut rng, &dev);
         let mut adam = Adam::new(1e-2);
         let xs: Vec<f32> = (0..64 * 4).map(|_| rng.range(-1.0, 1.0) as f32).collect();
@@ -176,8 +176,8 @@ mod tests {
         let d = Dueling::new(4, 16, 3, 2, &mut rng, &dev);
         let f = values(d.forward(x.clone()));
         assert_eq!(f.len(), 64 * 3 * 2);
-        let same = Mlp::new(4, 32, 2, &mut SplitMix64(3), &dev);
-        let again = Mlp::new(4, 32, 2, &mut SplitMix64(3), &dev);
+        let same = Mlp::new(4, 32, 2, &mut SplitMix64::new(3), &dev);
+        let again = Mlp::new(4, 32, 2, &mut SplitMix64::new(3), &dev);
         assert_eq!(linear_values(&same.hidden), linear_values(&again.hidden), "weights come from the seed alone");
     }
 
@@ -187,7 +187,7 @@ mod tests {
     #[ignore]
     fn nn_speed() {
         let dev = train_device();
-        let mut rng = SplitMix64(1);
+        let mut rng = SplitMix64::new(1);
         let mut net = Mlp::new(64, 400, 8, &mut rng, &dev);
         let mut adam = Adam::new(1e-3);
         let xs: Vec<f32> = (0..150 * 64).map(|_| rng.unit() as f32).collect();

@@ -26,7 +26,7 @@ pub struct QTable {
 
 impl QTable {
     pub fn new(cfg: &QTableConfig) -> QTable {
-        QTable { cfg: cfg.clone(), q: BTreeMap::new(), eps: Epsilon::new(&cfg.explore), rng: SplitMix64(cfg.seed), updates: 0 }
+        QTable { cfg: cfg.clone(), q: BTreeMap::new(), eps: Epsilon::new(&cfg.explore), rng: SplitMix64::new(cfg.seed), updates: 0 }
     }
 
     /// Mixed-radix key of (state, action).

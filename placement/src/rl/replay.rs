@@ -104,7 +104,7 @@ pub struct ReplayBuffer {
 
 impl ReplayBuffer {
     pub fn new(capacity: usize, seed: u64) -> ReplayBuffer {
-        ReplayBuffer { items: Vec::new(), capacity: capacity.max(1), head: 0, rng: SplitMix64(seed) }
+        ReplayBuffer { items: Vec::new(), capacity: capacity.max(1), head: 0, rng: SplitMix64::new(seed) }
     }
 
     pub fn len(&self) -> usize {

@@ -3,8 +3,8 @@
 //! Each VM follows a daily sine (period 288 steps of 300 s) around its own
 //! base level with its own phase, plus noise; about one VM in eight is
 //! bursty (short spikes near full load). Memory moves slowly around its own
-//! level. Output depends only on the arguments: a small local PRNG
-//! (splitmix64) keeps it reproducible across platforms and releases.
+//! level. Output depends only on the arguments: the seeded splitmix64
+//! of [`crate::rng`] keeps it reproducible across platforms and releases.
 
 use super::{VmTrace, Workload};
 use crate::rng::SplitMix64;
@@ -15,7 +15,7 @@ const DAY_STEPS: f64 = 86_400.0 / STEP_S as f64;
 
 /// `vms` VMs of `steps` samples each, all present from step 0.
 pub fn generate(vms: usize, steps: usize, seed: u64) -> Workload {
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     let vms = (0..vms)
         .map(|i| {
             let base = rng.range(0.05, 0.5);

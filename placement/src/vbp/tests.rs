@@ -137,7 +137,7 @@ fn checker_rejects_bad_packings() {
 
 #[test]
 fn capacity_is_never_exceeded_on_random_instances() {
-    let mut rng = SplitMix64(7);
+    let mut rng = SplitMix64::new(7);
     for round in 0..60 {
         let d = 1 + (rng.next_u64() % 5) as usize;
         let caps: Vec<u64> = (0..d).map(|_| 1 + rng.next_u64() % 1000).collect();
