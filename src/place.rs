@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use fairwatt_placement::dynamic::{self, Outcome, SimConfig, cloudsim_hosts, cloudsim_vms, policy_by_name};
 use fairwatt_placement::model::{HostType, VmSpec};
-use fairwatt_placement::sim::PowerMode;
+use fairwatt_placement::dynamic::PowerMode;
 use fairwatt_placement::rl::RlAgent;
 use fairwatt_placement::trace::{VmTrace, bitbrains, planetlab, synthetic};
 use plotters::prelude::*;

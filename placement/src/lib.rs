@@ -6,7 +6,6 @@
 //! - [`heuristics`]: the CloudSim baselines for initial placement (first
 //!   fit, best fit, power-aware best fit, random; arrival or decreasing order).
 //! - [`meta`]: the PSO and GA baselines of KDQNVMP: a batch placed for the fewest watts, never worse than FFD.
-//! - [`sim`]: a fixed placement over time (CloudSim's NPA/DVFS energy).
 //! - [`dynamic`]: the dynamic datacenter twin: admission, consolidation
 //!   (CloudSim's THR/IQR/MAD/LR/LRR × MMT/MC/MU/RS and fairwatt's), migration
 //!   costs, CloudSim's metrics and the energy lower bound.
@@ -32,7 +31,6 @@ pub mod model;
 #[cfg(feature = "rl")]
 pub mod rl;
 pub mod rng;
-pub mod sim;
 pub mod trace;
 pub mod vbp;
 

@@ -45,7 +45,7 @@ fn npa_and_dvfs_match_cloudsim_on_every_day() {
             assert!((o.host_shutdowns as f64 / shutdowns as f64 - 1.0).abs() < 0.05, "{d}: {} shutdowns against {shutdowns}", o.host_shutdowns);
         }
         let (hosts, specs, traces) = day(d).unwrap();
-        let npa = dynamic::run(hosts, specs, &traces, &SimConfig { power: fairwatt_placement::sim::PowerMode::NonPowerAware, ..SimConfig::cloudsim_day() }, &mut NoMigration(Admission::FirstFit)).unwrap();
+        let npa = dynamic::run(hosts, specs, &traces, &SimConfig { power: fairwatt_placement::dynamic::PowerMode::NonPowerAware, ..SimConfig::cloudsim_day() }, &mut NoMigration(Admission::FirstFit)).unwrap();
         assert!((npa.energy_kwh - 2410.8).abs() < 0.05, "{d}: NPA {}", npa.energy_kwh);
     }
 }

@@ -6,7 +6,7 @@
 
 use super::state::State;
 use crate::model::HostType;
-use crate::sim::PowerMode;
+use super::engine::PowerMode;
 
 /// Host state at an update, the start of the next segment.
 #[derive(Clone)]

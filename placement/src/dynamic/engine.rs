@@ -19,8 +19,15 @@ use super::state::State;
 use super::Policy;
 use crate::error::{PlaceError, Result};
 use crate::model::{HostType, VmSpec};
-use crate::sim::PowerMode;
 use crate::trace::VmTrace;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerMode {
+    /// Every host at maximum power, always (CloudSim's NPA).
+    NonPowerAware,
+    /// Power follows utilisation; idle hosts are off (CloudSim's DVFS).
+    Dvfs,
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SimConfig {

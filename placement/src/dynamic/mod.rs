@@ -30,7 +30,7 @@ pub use batch::{Batch, BatchStatic};
 pub use beloglazov::{Admission, Beloglazov, NoMigration};
 pub use detect::Detector;
 pub use account::lower_bound_watts;
-pub use engine::{Outcome, SimConfig, StepRecord, run};
+pub use engine::{Outcome, PowerMode, SimConfig, StepRecord, run};
 pub use plan::Plan;
 pub use select::Selector;
 pub use setup::{cloudsim_hosts, cloudsim_vms, policy_by_name};

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::model::{HostType, VmSpec};
-use crate::sim::PowerMode;
+use super::engine::PowerMode;
 use crate::trace::{VmTrace, synthetic};
 
 const G4: HostType = HostType::ML110_G4;
@@ -41,6 +41,10 @@ fn energy_is_the_trapezoid_of_host_load_and_a_departure_frees_its_share() {
     assert!(o.lower_bound_kwh > 0.0 && o.lower_bound_kwh <= o.energy_kwh);
     assert_eq!(o.series.len(), 3);
     assert!((o.series.iter().map(|s| s.energy_kwh).sum::<f64>() - o.energy_kwh).abs() < 1e-12);
+    // Non-power-aware: both hosts at their maximum all the time, busy or not.
+    let npa_cfg = SimConfig { power: PowerMode::NonPowerAware, ..cfg(3, false) };
+    let npa = run(vec![G4, G5], vec![spec("a", 1860.0, 512), spec("b", 500.0, 512)], &traces, &npa_cfg, &mut NoMigration(Admission::FirstFit)).unwrap();
+    assert!((npa.energy_kwh - (117.0 + 135.0) * 600.0 / 3.6e6).abs() < 1e-12, "{}", npa.energy_kwh);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use super::tracker::Score;
 use crate::dynamic::{self, Outcome, SimConfig, cloudsim_hosts, cloudsim_vms};
 use crate::error::{PlaceError, Result};
 use crate::model::{HostType, VmSpec};
-use crate::sim::PowerMode;
+use crate::dynamic::PowerMode;
 use crate::trace::{VmTrace, synthetic};
 
 /// One workload to run: a fleet, VM requests, traces and settings.
