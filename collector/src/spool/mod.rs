@@ -65,6 +65,9 @@ struct Segment {
     last_seq: u64,
     bytes: u64,
     records: u64,
+    /// Of `records`, those at or below the acknowledged seq (a segment the
+    /// shipper is part way through).
+    acked_records: u64,
 }
 
 pub struct Spool {
@@ -136,6 +139,7 @@ impl Spool {
         for (i, path) in paths.into_iter().enumerate() {
             spool.recover_segment(path, i + 1 == n)?;
         }
+        spool.recount_acked();
         spool.refresh_stats();
         Ok(spool)
     }
@@ -187,18 +191,33 @@ impl Spool {
             return Ok(());
         };
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(good_end);
-        self.segments.push(Segment { path, first_seq, last_seq, bytes, records });
+        self.segments.push(Segment { path, first_seq, last_seq, bytes, records, acked_records: 0 });
         Ok(())
     }
 
     fn refresh_stats(&mut self) {
         self.stats.bytes = self.segments.iter().map(|s| s.bytes).sum();
-        self.stats.pending_records = self
-            .segments
-            .iter()
-            .filter(|s| self.acked.is_none_or(|a| s.last_seq > a))
-            .map(|s| s.records)
-            .sum();
+        self.stats.pending_records = self.segments.iter().map(|s| s.records - s.acked_records.min(s.records)).sum();
+    }
+
+    /// Recounts each segment's acknowledged records. Seqs are contiguous in
+    /// a segment unless it was compacted, so only a compacted segment the
+    /// acknowledgement falls inside is read. Counting a partly shipped
+    /// segment whole would tell the shipper a full batch waits when one
+    /// record does, and it would ship one record per tick.
+    fn recount_acked(&mut self) {
+        let Some(a) = self.acked else { return };
+        for seg in &mut self.segments {
+            seg.acked_records = if seg.first_seq > a {
+                0
+            } else if seg.last_seq <= a {
+                seg.records
+            } else if seg.last_seq - seg.first_seq + 1 == seg.records {
+                a - seg.first_seq + 1
+            } else {
+                Self::read_segment(&seg.path).map_or(0, |rs| rs.iter().filter(|r| r.seq <= a).count() as u64)
+            };
+        }
     }
 
     pub fn stats(&self) -> &SpoolStats {
@@ -223,7 +242,7 @@ impl Spool {
             let path = self.cfg.dir.join(format!("seg-{:020}.jsonl", r.seq));
             let f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| spool_err(&path, e))?;
             self.active = Some(f);
-            self.segments.push(Segment { path, first_seq: r.seq, last_seq: r.seq, bytes: 0, records: 0 });
+            self.segments.push(Segment { path, first_seq: r.seq, last_seq: r.seq, bytes: 0, records: 0, acked_records: 0 });
         }
         let seg = self.segments.last_mut().expect("a segment was just ensured");
         let f = self.active.as_mut().expect("an active segment was just ensured");
@@ -325,6 +344,7 @@ impl Spool {
         }
         write_atomic(&self.cfg.dir.join("acked"), seq.to_string().as_bytes(), self.cfg.fsync)?;
         self.acked = Some(seq);
+        self.recount_acked();
         let mut i = 0;
         while i < self.segments.len() {
             // The newest segment stays open for appends even when fully acknowledged.
@@ -396,6 +416,7 @@ impl Spool {
         let seg = &mut self.segments[i];
         seg.bytes = data.len() as u64;
         seg.records = out.len() as u64;
+        self.recount_acked();
         self.stats.compactions += 1;
         tracing::warn!(path = %path.display(), records = out.len(), "spool full: compacted old intervals (energy kept, resolution reduced)");
         Ok(true)
