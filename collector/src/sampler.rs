@@ -423,21 +423,39 @@ impl IntervalSource for HostSampler {
 }
 
 /// The simulated host behind the agent's interface (`fairwatt agent --simulate`).
+///
+/// Its snapshot is the number of steps taken: the simulator is deterministic
+/// in its config and seed, so a restarted agent rebuilds the host and replays
+/// that many steps, continuing where the killed one stopped instead of
+/// measuring the same simulated hours again.
 pub struct SimSource {
+    cfg: crate::sim::SimHostConfig,
+    seed: u64,
     host: crate::sim::SimHost,
+    steps: u64,
 }
+
+/// The key of a [`SimSource`] snapshot, so another source's state is refused.
+const SIM_STATE_KEY: &str = "sim_steps";
 
 impl SimSource {
     /// Host 0 of `scenario`, renamed to `host_id`, stepping every `interval` from `start`.
     pub fn new(scenario: &str, host_id: &str, seed: u64, interval: Micros, start: Timestamp) -> Result<Self> {
-        let sc = crate::sim::scenario(scenario, 1, seed, start)?;
-        let mut cfg = sc.hosts.into_iter().next().ok_or_else(|| Error::Config {
+        Self::nth(scenario, 0, host_id, seed, interval, start)
+    }
+
+    /// Host `index` of `scenario`'s fleet (as `fairwatt registry scenario`
+    /// lists it), renamed to `host_id`.
+    pub fn nth(scenario: &str, index: usize, host_id: &str, seed: u64, interval: Micros, start: Timestamp) -> Result<Self> {
+        let sc = crate::sim::scenario(scenario, index + 1, seed, start)?;
+        let mut cfg = sc.hosts.into_iter().nth(index).ok_or_else(|| Error::Config {
             path: scenario.into(),
-            msg: "scenario produced no host".into(),
+            msg: format!("scenario has no host {index}"),
         })?;
         cfg.host = HostId::new(host_id).map_err(|e| Error::Config { path: "host-id".into(), msg: e.to_string() })?;
         cfg.interval = interval;
-        Ok(SimSource { host: crate::sim::SimHost::new(cfg, seed) })
+        let host = crate::sim::SimHost::new(cfg.clone(), seed);
+        Ok(SimSource { cfg, seed, host, steps: 0 })
     }
 }
 
@@ -451,14 +469,24 @@ impl IntervalSource for SimSource {
     }
 
     fn sample(&mut self, _now: Timestamp) -> Sampled {
+        self.steps += 1;
         Sampled { record: Some(self.host.step()), errors: Vec::new() }
     }
 
     fn snapshot(&self) -> Option<Vec<u8>> {
-        None
+        // JSON, as the agent's state envelope embeds it.
+        Some(format!("{{\"{SIM_STATE_KEY}\":{}}}", self.steps).into_bytes())
     }
 
-    fn restore(&mut self, _state: &[u8]) -> Result<()> {
+    fn restore(&mut self, state: &[u8]) -> Result<()> {
+        let bad = |msg: String| Error::Config { path: "simulator state".into(), msg };
+        let v: serde_json::Value = serde_json::from_slice(state).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let steps = v.get(SIM_STATE_KEY).and_then(serde_json::Value::as_u64).ok_or_else(|| bad("not a simulated host's state".into()))?;
+        let mut host = crate::sim::SimHost::new(self.cfg.clone(), self.seed);
+        for _ in 0..steps {
+            host.step();
+        }
+        (self.host, self.steps) = (host, steps);
         Ok(())
     }
 }
@@ -466,6 +494,26 @@ impl IntervalSource for SimSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A restarted simulated agent continues the killed one's host: the
+    /// interval after a restore is the one an uninterrupted run makes next.
+    #[test]
+    fn a_simulated_host_resumes_from_its_snapshot() {
+        let start = Timestamp::from_micros(1_700_000_000_000_000).unwrap();
+        let make = || SimSource::nth("demo", 2, "h2", 7, Micros::from_secs(300), start).unwrap();
+        let mut a = make();
+        let run: Vec<_> = (0..12).map(|_| a.sample(start).record.unwrap()).collect();
+        let mut b = make();
+        (0..5).for_each(|_| drop(b.sample(start)));
+        let state = b.snapshot().unwrap();
+        let mut c = make();
+        c.restore(&state).unwrap();
+        assert_eq!(c.sample(start).record.unwrap(), run[5]);
+        assert!(make().restore(b"{\"sim_steps\": -1}").is_err());
+        assert!(make().restore(b"{\"counters\": {}}").unwrap_err().to_string().contains("not a simulated host"));
+        assert!(make().restore(b"\x00\x01").unwrap_err().to_string().contains("not JSON"));
+        assert!(SimSource::nth("demo", 0, "bad id!", 7, Micros::from_secs(1), start).is_err());
+    }
 
     fn vm(s: &str) -> VmId {
         VmId::new(s).unwrap()

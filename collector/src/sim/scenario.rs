@@ -20,6 +20,7 @@
 //! | `database` | Xeon 8280, x3550, EPYC, x3250, ML110 G3 | database, a few web |
 //! | `churn` | Xeon 8280 + 2 T4, EPYC | mixed; 70 % arrive during the first 6 h, lifetimes ~40 min |
 //! | `wrap` | x3550, Xeon 8280 + A100 | mixed; RAPL counters wrap at 2³² µJ, no noise |
+//! | `demo` | EPYC + 2 A100, Xeon 8280 + 2 T4, Xeon 8280, x3550 | all four classes, about 40 VMs; hosts boot empty, VMs arrive over hours 4–8 |
 
 use std::path::PathBuf;
 
@@ -31,9 +32,12 @@ use super::workload::WorkloadClass;
 use super::{SimHost, SimHostConfig, SimVmSpec};
 use crate::error::{Error, Result};
 
-const NAMES: [&str; 7] = ["mixed", "ai-heavy", "web-farm", "batch", "database", "churn", "wrap"];
+const NAMES: [&str; 8] = ["mixed", "ai-heavy", "web-farm", "batch", "database", "churn", "wrap", "demo"];
 const TENANTS: usize = 6;
 const MAX_VMS: usize = 60;
+/// `demo` hosts stay empty this long after boot, so the attribution worker
+/// sees their idle power, then their VMs arrive over as long again.
+pub const DEMO_BOOT_S: u64 = 4 * 3600;
 
 /// A fleet of simulated hosts and the seed that drives them.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,10 +66,11 @@ struct Template {
     weights: [u32; 4],
     overcommit: f64,
     hardware_perf: bool,
+    max_vms: usize,
 }
 
 const fn t(server: &'static ServerModel, gpus: &'static [GpuModel], weights: [u32; 4], overcommit: f64) -> Template {
-    Template { server, gpus, weights, overcommit, hardware_perf: true }
+    Template { server, gpus, weights, overcommit, hardware_perf: true, max_vms: MAX_VMS }
 }
 
 const MIX: [u32; 4] = [1, 1, 1, 1];
@@ -112,6 +117,12 @@ fn templates(name: &str) -> Option<Vec<Template>> {
         ],
         "churn" => vec![t(&S::XEON_8280_2S, T4X2, MIX, 1.0), t(&S::EPYC_7763_2S, &[], MIX, 1.0)],
         "wrap" => vec![t(&S::IBM_X3550_X5670, &[], [0, 1, 1, 1], 1.0), t(&S::XEON_8280_2S, A100X1, MIX, 1.0)],
+        "demo" => vec![
+            Template { max_vms: 10, ..t(&S::EPYC_7763_2S, A100X2, [2, 1, 1, 1], 1.0) },
+            Template { max_vms: 10, ..t(&S::XEON_8280_2S, T4X2, MIX, 1.0) },
+            Template { max_vms: 15, ..t(&S::XEON_8280_2S, &[], MIX, 1.0) },
+            Template { max_vms: 10, ..t(&S::IBM_X3550_X5675, &[], [0, 1, 2, 1], 1.0) },
+        ],
         _ => return None,
     })
 }
@@ -140,6 +151,12 @@ pub fn scenario(name: &str, hosts: usize, seed: u64, start: Timestamp) -> Result
             cfg.counter_modulus_uj = Some(1 << 32);
         }
         cfg.vms = vms(tpl, i, name == "churn", &mut rng)?;
+        if name == "demo" {
+            let n = cfg.vms.len() as u64;
+            for (k, v) in cfg.vms.iter_mut().enumerate() {
+                v.arrive_at_s = DEMO_BOOT_S + k as u64 * DEMO_BOOT_S / n.max(1);
+            }
+        }
         configs.push(cfg);
     }
     Ok(Scenario { name: name.to_string(), seed, hosts: configs })
@@ -176,8 +193,8 @@ fn vms(tpl: &Template, host: usize, churn: bool, rng: &mut Rng) -> Result<Vec<Si
     let mem_budget = ((server.memory_gib << 10) as f64 * if churn { 2.5 } else { 1.0 }) as u64;
     let (mut used, mut mem_used, mut ai_whole, mut ai_sliced, mut out) = (0.0, 0u64, 0u32, 0u32, Vec::new());
     // Bounded: a template whose only class cannot be placed must still end.
-    for _ in 0..10 * MAX_VMS {
-        if out.len() >= MAX_VMS {
+    for _ in 0..10 * tpl.max_vms {
+        if out.len() >= tpl.max_vms {
             break;
         }
         let mut roll = rng.below(total as u64) as u32;
@@ -264,6 +281,22 @@ mod tests {
         let e = scenario("nope", 1, 0, start()).unwrap_err().to_string();
         assert!(e.contains("nope") && e.contains("web-farm") && e.contains("wrap"), "{e}");
         assert!(scenario("mixed", 0, 0, start()).is_err());
+    }
+
+    /// The README's demo fleet: four server types, about 40 VMs of every
+    /// class and all six tenants, each host quiet until its idle is seen.
+    #[test]
+    fn the_demo_fleet_has_every_class_and_tenant_and_boots_empty() {
+        let s = scenario("demo", 4, 42, start()).unwrap();
+        let servers: std::collections::BTreeSet<_> = s.hosts.iter().map(|h| (h.server.name, h.gpus.len())).collect();
+        assert_eq!(servers.len(), 4);
+        let vms: Vec<_> = s.hosts.iter().flat_map(|h| &h.vms).collect();
+        assert!((36..=44).contains(&vms.len()), "{} VMs", vms.len());
+        let classes: std::collections::BTreeSet<_> = vms.iter().map(|v| v.class).collect();
+        assert_eq!(classes.len(), 4);
+        let tenants: std::collections::BTreeSet<_> = vms.iter().map(|v| v.info.tenant.clone()).collect();
+        assert_eq!(tenants.len(), TENANTS);
+        assert!(vms.iter().all(|v| (DEMO_BOOT_S..2 * DEMO_BOOT_S).contains(&v.arrive_at_s)));
     }
 
     #[test]
