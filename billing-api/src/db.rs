@@ -20,6 +20,38 @@ pub enum Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// SQLite writers of this process take turns here before `BEGIN
+    /// IMMEDIATE`: left to SQLite's busy handler, concurrent writers
+    /// (agents' ingest, the attribution worker) sleep in growing steps of
+    /// up to 100 ms while the lock is free, and the process idles.
+    write_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction ([`Db::begin_write`]); it holds this process's
+/// write turn on SQLite until committed or dropped (rolled back).
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    // Declared after `tx`, so a dropped transaction rolls back before the turn passes on.
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> std::result::Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -54,7 +86,7 @@ impl Db {
             });
         }
         let pool = opts.connect(&url).await?;
-        let db = Db { pool, backend };
+        let db = Db { pool, backend, write_turn: Default::default() };
         match backend {
             Backend::Sqlite => SQLITE.run(&db.pool).await?,
             Backend::Postgres => POSTGRES.run(&db.pool).await?,
@@ -65,10 +97,14 @@ impl Db {
     /// A transaction that will write: on SQLite it takes the write lock at
     /// once (`BEGIN IMMEDIATE`), so a read inside it cannot be overtaken by
     /// another writer and fail; PostgreSQL's row locks need nothing more.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    pub async fn begin_write(&self) -> Result<WriteTx> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => {
+                // The turn first, then a connection: waiting writers hold none of the pool's few.
+                let turn = self.write_turn.clone().lock_owned().await;
+                WriteTx { tx: self.pool.begin_with("BEGIN IMMEDIATE").await?, _turn: Some(turn) }
+            }
+            Backend::Postgres => WriteTx { tx: self.pool.begin().await?, _turn: None },
         })
     }
 

@@ -6,8 +6,9 @@
 //! the per-VM shares (`ledger`), the host side of each split
 //! (`ledger_domains`: measured, idle, unattributed), the hourly rollups
 //! (`usage_hourly`), and the model version that produced it (`models`,
-//! with its coefficients, window and error), marked on the interval. Every
-//! split is checked to conserve energy exactly before it is written.
+//! with its coefficients, window and error), marked on the interval with
+//! the model's error on it (`intervals.model_error_mw`). Every split is
+//! checked to conserve energy exactly before it is written.
 //!
 //! - An interval held by the attributor (the first model waits for enough
 //!   activity) stays unattributed until the model comes; one held longer
@@ -36,6 +37,8 @@ pub const HOLD: Duration = Duration::from_secs(600);
 pub const PASS: i64 = 2_000;
 /// Intervals written per transaction.
 pub const CHUNK: usize = 100;
+/// Ledger rows per INSERT (at most 8 columns: 320 parameters).
+const ROWS_PER_STATEMENT: usize = 40;
 
 pub struct Worker {
     db: Db,
@@ -69,9 +72,11 @@ impl Worker {
             .bind(PASS)
             .fetch_all(&self.db.pool)
             .await?;
-        let mut out: Vec<IntervalAttribution> = Vec::new();
+        // Each attribution with the model's error on its interval (W), where the attributor gives one.
+        let mut out: Vec<(IntervalAttribution, Option<f64>)> = Vec::new();
         let mut versions: Vec<(String, ModelVersion)> = Vec::new();
         let mut seen_hosts = BTreeSet::new();
+        let fetched = rows.len();
         for (host, seq, text) in rows {
             seen_hosts.insert(host.clone());
             let rec: IntervalRecord = serde_json::from_str(&text).map_err(|e| ApiError::Database(format!("stored interval {host}/{seq} does not parse: {e}")))?;
@@ -87,7 +92,7 @@ impl Worker {
             }
             if hw.pushed.is_some_and(|p| seq <= p) {
                 match hw.att.attribute_detached(&rec) {
-                    Ok(a) => out.push(a),
+                    Ok(a) => out.push((a, None)),
                     Err(e) => tracing::error!("attribution of late interval {host}/{seq}: {e}"),
                 }
                 continue;
@@ -101,7 +106,7 @@ impl Worker {
                         versions.extend(s.new_version.map(|v| (host.clone(), v)));
                         // Warm-up intervals come back too once the model is fitted: they are in the ledger already.
                         if hw.held.remove(&s.attribution.seq) {
-                            out.push(s.attribution);
+                            out.push((s.attribution, s.error_w));
                         }
                     }
                     if hw.held.is_empty() {
@@ -116,16 +121,18 @@ impl Worker {
             if hw.held_since.is_some_and(|t| t.elapsed() >= HOLD) && !seen_hosts.contains(host) {
                 for s in hw.att.flush() {
                     if hw.held.remove(&s.attribution.seq) {
-                        out.push(s.attribution);
+                        out.push((s.attribution, s.error_w));
                     }
                 }
                 hw.held_since = None;
             }
         }
         let n = out.len();
+        let t = Instant::now();
         if n > 0 || !versions.is_empty() {
             self.write(versions, out).await?;
         }
+        tracing::debug!(fetched, attributed = n, held = self.hosts.values().map(|h| h.held.len()).sum::<usize>(), write_ms = t.elapsed().as_millis() as u64, "attribution pass");
         Ok(n)
     }
 
@@ -158,7 +165,7 @@ impl Worker {
     /// Writes model versions, then the attributions in transactions of
     /// [`CHUNK`] intervals, so ingest never waits long for the write lock.
     /// An interval whose chunk fails stays unattributed and is taken again.
-    async fn write(&mut self, versions: Vec<(String, ModelVersion)>, out: Vec<IntervalAttribution>) -> Result<()> {
+    async fn write(&mut self, versions: Vec<(String, ModelVersion)>, out: Vec<(IntervalAttribution, Option<f64>)>) -> Result<()> {
         let mut tx = self.db.begin_write().await?;
         let mut ids = Vec::new();
         for (host, v) in &versions {
@@ -173,23 +180,25 @@ impl Worker {
         }
         let mut out = out.into_iter().peekable();
         while out.peek().is_some() {
-            let chunk: Vec<IntervalAttribution> = out.by_ref().take(CHUNK).collect();
+            let chunk: Vec<(IntervalAttribution, Option<f64>)> = out.by_ref().take(CHUNK).collect();
             self.write_chunk(chunk).await?;
         }
         Ok(())
     }
 
-    async fn write_chunk(&mut self, out: Vec<IntervalAttribution>) -> Result<()> {
+    async fn write_chunk(&mut self, out: Vec<(IntervalAttribution, Option<f64>)>) -> Result<()> {
         let unknown: std::collections::BTreeSet<&str> =
-            out.iter().flat_map(|a| a.domains.iter().flat_map(|d| d.vms.iter().map(|v| v.vm.as_str()))).filter(|vm| !self.tenants.contains_key(*vm)).collect();
+            out.iter().flat_map(|(a, _)| a.domains.iter().flat_map(|d| d.vms.iter().map(|v| v.vm.as_str()))).filter(|vm| !self.tenants.contains_key(*vm)).collect();
         if !unknown.is_empty() {
             let found = crate::registry::tenants_of(&self.db.pool, &unknown.into_iter().collect::<Vec<_>>()).await?;
             self.tenants.extend(found);
         }
         type Sums = std::collections::BTreeMap<(i64, String, String, String), (String, i64, i64, i64)>;
         let (mut hourly, mut daily): (Sums, Sums) = Default::default();
+        let mut doms: Vec<(String, i64, String, i64, i64, i64, i64)> = Vec::new();
+        let mut shares: Vec<(String, i64, String, String, String, i64, i64)> = Vec::new();
         let mut tx = self.db.begin_write().await?;
-        for a in out {
+        for (a, error_w) in out {
             if !a.is_conserved() {
                 // Never written: energy must not be created or lost.
                 tracing::error!("interval {}/{} is not conserved by its split; left unattributed", a.host, a.seq);
@@ -208,15 +217,11 @@ impl Worker {
             };
             let hour = a.start.as_micros().div_euclid(3_600_000_000) * 3_600_000_000;
             let day = a.start.as_micros().div_euclid(86_400_000_000) * 86_400_000_000;
-            // One statement per interval for each ledger table; rollups summed
-            // here and written once per key for the chunk, so a transaction
-            // stays short (the write lock is shared with ingest).
-            let mut doms = Vec::new();
-            let mut shares = Vec::new();
+            let seq = a.seq as i64;
             for d in &a.domains {
                 let domain = d.domain.to_string();
                 let top = d.domain.is_top_level() as i64;
-                doms.push((domain.clone(), d.measured_uj.as_uj() as i64, d.idle_uj.as_uj() as i64, d.unattributed_uj.as_uj() as i64));
+                doms.push((host.clone(), seq, domain.clone(), d.measured_uj.as_uj() as i64, d.idle_uj.as_uj() as i64, d.unattributed_uj.as_uj() as i64, model_id));
                 for v in &d.vms {
                     // The registry owns the VM's account; ingest checked the record agrees.
                     let tenant = match self.tenants.get(v.vm.as_str()) {
@@ -229,39 +234,51 @@ impl Worker {
                         e.2 += dy;
                         e.3 += id;
                     }
-                    shares.push((domain.clone(), v.vm.to_string(), tenant, dy, id));
+                    shares.push((host.clone(), seq, domain.clone(), v.vm.to_string(), tenant, dy, id));
                 }
             }
-            let mut sql = String::from("INSERT INTO ledger_domains (host, seq, domain, measured_uj, idle_uj, unattributed_uj, model_id) VALUES ");
-            for i in 0..doms.len() {
-                let k = i * 7;
-                sql.push_str(&format!("{}(${}, ${}, ${}, ${}, ${}, ${}, ${})", if i == 0 { "" } else { ", " }, k + 1, k + 2, k + 3, k + 4, k + 5, k + 6, k + 7));
+            // Integer milliwatts, as the store keeps energy and time in integers; never negative.
+            let error_mw = error_w.filter(|e| e.is_finite()).map(|e| (e.abs() * 1000.0).round() as i64);
+            sqlx::query("UPDATE intervals SET model_id = $1, model_error_mw = $2 WHERE host = $3 AND seq = $4")
+                .bind(model_id)
+                .bind(error_mw)
+                .bind(&host)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // The chunk's rows in multi-row statements: one statement per row
+        // made the worker the demo's bottleneck (a month of a 40-VM fleet
+        // took minutes). Not many more rows a statement, though: SQLite finds
+        // a parameter's name by walking its list, so binding costs the
+        // square of the parameters (4,000 a statement spent two thirds of
+        // the worker's time there).
+        for part in doms.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(values_sql("INSERT INTO ledger_domains (host, seq, domain, measured_uj, idle_uj, unattributed_uj, model_id) VALUES ", part.len(), 7, "")));
+            for (host, seq, domain, m, i, u, model) in part {
+                q = q.bind(host).bind(seq).bind(domain).bind(m).bind(i).bind(u).bind(model);
             }
-            if !doms.is_empty() {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for (domain, m, i, u) in &doms {
-                    q = q.bind(host.clone()).bind(a.seq as i64).bind(domain.clone()).bind(*m).bind(*i).bind(*u).bind(model_id);
-                }
-                q.execute(&mut *tx).await?;
+            q.execute(&mut *tx).await?;
+        }
+        for part in shares.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(values_sql("INSERT INTO ledger (host, seq, domain, vm, tenant, dynamic_uj, idle_uj) VALUES ", part.len(), 7, "")));
+            for (host, seq, domain, vm, tenant, dy, id) in part {
+                q = q.bind(host).bind(seq).bind(domain).bind(vm).bind(tenant).bind(dy).bind(id);
             }
-            // At most 500 rows a statement: 3,500 parameters, within both stores' limits.
-            for part in shares.chunks(500) {
-                let mut sql = String::from("INSERT INTO ledger (host, seq, domain, vm, tenant, dynamic_uj, idle_uj) VALUES ");
-                for i in 0..part.len() {
-                    let k = i * 7;
-                    sql.push_str(&format!("{}(${}, ${}, ${}, ${}, ${}, ${}, ${})", if i == 0 { "" } else { ", " }, k + 1, k + 2, k + 3, k + 4, k + 5, k + 6, k + 7));
-                }
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for (domain, vm, tenant, dy, id) in part {
-                    q = q.bind(host.clone()).bind(a.seq as i64).bind(domain.clone()).bind(vm.clone()).bind(tenant.clone()).bind(*dy).bind(*id);
-                }
-                q.execute(&mut *tx).await?;
-            }
-            sqlx::query("UPDATE intervals SET model_id = $1 WHERE host = $2 AND seq = $3").bind(model_id).bind(&host).bind(a.seq as i64).execute(&mut *tx).await?;
+            q.execute(&mut *tx).await?;
         }
         for (rollup, acc) in [(Rollup::Hourly, hourly), (Rollup::Daily, daily)] {
-            for ((at, host, vm, domain), (tenant, top, dy, id)) in acc {
-                add_to_rollup(&mut tx, rollup, at, &host, &vm, &tenant, &domain, top != 0, dy, id).await?;
+            let rows: Vec<_> = acc.into_iter().collect();
+            for part in rows.chunks(ROWS_PER_STATEMENT) {
+                let (table, col) = rollup.table();
+                // Keys are unique within a statement (a map's), as PostgreSQL's upsert needs.
+                let conflict = format!(" ON CONFLICT ({col}, host, vm, domain) DO UPDATE SET dynamic_uj = {table}.dynamic_uj + excluded.dynamic_uj, idle_uj = {table}.idle_uj + excluded.idle_uj");
+                let head = format!("INSERT INTO {table} ({col}, host, vm, tenant, domain, top_level, dynamic_uj, idle_uj) VALUES ");
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(values_sql(&head, part.len(), 8, &conflict)));
+                for ((at, host, vm, domain), (tenant, top, dy, id)) in part {
+                    q = q.bind(at).bind(host).bind(vm).bind(tenant).bind(domain).bind(top).bind(dy).bind(id);
+                }
+                q.execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
@@ -274,6 +291,35 @@ impl Worker {
 pub enum Rollup {
     Hourly,
     Daily,
+}
+
+impl Rollup {
+    /// The table and its time column.
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Rollup::Hourly => ("usage_hourly", "hour_us"),
+            Rollup::Daily => ("usage_daily", "day_us"),
+        }
+    }
+}
+
+/// `head` followed by `rows` placeholder tuples of `cols` each ($1, $2, …), then `tail`.
+fn values_sql(head: &str, rows: usize, cols: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * cols * 5 + tail.len());
+    sql.push_str(head);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(r * cols + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
 }
 
 /// Adds shares to one row of a rollup (`at`: the hour's or day's start, µs).
@@ -290,11 +336,8 @@ pub async fn add_to_rollup(
     dynamic_uj: i64,
     idle_uj: i64,
 ) -> Result<()> {
-    let (table, col) = match rollup {
-        Rollup::Hourly => ("usage_hourly", "hour_us"),
-        Rollup::Daily => ("usage_daily", "day_us"),
-    };
-    // Table and column names come from the match above, never from input.
+    // Table and column names are fixed by the variant, never from input.
+    let (table, col) = rollup.table();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO {table} ({col}, host, vm, tenant, domain, top_level, dynamic_uj, idle_uj) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT ({col}, host, vm, domain) DO UPDATE SET dynamic_uj = {table}.dynamic_uj + excluded.dynamic_uj, idle_uj = {table}.idle_uj + excluded.idle_uj"
