@@ -83,8 +83,12 @@ enum AttributionCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The demo prints its own report; the server it runs should not interleave
+    // its info lines with it unless asked to.
+    let quiet_demo = matches!(cli.command, Command::Demo(_)) && std::env::var_os("FAIRWATT_LOG").is_none() && !std::env::args().any(|a| a.starts_with("--log"));
+    let filter = if quiet_demo { "warn" } else { cli.log.as_str() };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     match cli.command {

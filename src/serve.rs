@@ -61,18 +61,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     let policy: fairwatt_attribution::IdlePolicy = a.idle_policy.parse()?;
     actix_web::rt::System::new().block_on(async move {
         let db = Db::connect(&a.database).await.with_context(|| format!("opening {}", a.database))?;
-        let mut worker = fairwatt_billing_api::worker::Worker::new(db.clone(), method, policy)?;
-        // The attribution worker: a pass whenever the last one found work, else every second.
-        actix_web::rt::spawn(async move {
-            loop {
-                match worker.run_once().await {
-                    Ok(n) if n > 0 => continue,
-                    Ok(_) => {}
-                    Err(e) => tracing::error!("attribution worker: {e}"),
-                }
-                actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-        });
+        spawn_worker(db.clone(), method, policy)?;
         let listener = TcpListener::bind(&a.listen).with_context(|| format!("listening on {}", a.listen))?;
         eprintln!("fairwatt serve: {} on http://{} ({:?} store)", a.database, listener.local_addr()?, db.backend);
         let placement_model = match &a.placement_model {
@@ -86,6 +75,45 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         let settings = Settings { issuer: a.issuer.clone(), idle_policy: a.idle_policy.clone(), daily_rollups: true, usage_cache: true, placement_cache: true, placement_model };
         serve_with(listener, db, settings)?.await.context("the server stopped")
     })
+}
+
+/// The attribution worker on the current runtime: a pass whenever the last
+/// one found work, else every second.
+pub fn spawn_worker(db: Db, method: fairwatt_attribution::Method, policy: fairwatt_attribution::IdlePolicy) -> anyhow::Result<()> {
+    let mut worker = fairwatt_billing_api::worker::Worker::new(db, method, policy)?;
+    actix_web::rt::spawn(async move {
+        loop {
+            match worker.run_once().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::error!("attribution worker: {e}"),
+            }
+            actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
+    Ok(())
+}
+
+/// `fairwatt serve` in a thread of its own (the demo's server): the API on
+/// `listener` over `database` with the attribution worker. Returns once the
+/// store is migrated and the server listens; the thread ends with the process.
+pub fn spawn_in_thread(database: &str, listener: TcpListener, settings: Settings, method: fairwatt_attribution::Method, policy: fairwatt_attribution::IdlePolicy) -> anyhow::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let database = database.to_string();
+    std::thread::spawn(move || {
+        let ready = tx.clone();
+        let r = actix_web::rt::System::new().block_on(async move {
+            let db = Db::connect(&database).await.with_context(|| format!("opening {database}"))?;
+            spawn_worker(db.clone(), method, policy)?;
+            let server = serve_with(listener, db, settings)?;
+            let _ = ready.send(Ok(()));
+            server.await.context("the server stopped")
+        });
+        if let Err(e) = r {
+            let _ = tx.send(Err(e));
+        }
+    });
+    rx.recv().context("the server thread ended")?
 }
 
 pub fn keys(cmd: KeysCommand) -> anyhow::Result<()> {

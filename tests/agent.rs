@@ -2,103 +2,14 @@
 //! one-shot report, Prometheus metrics over HTTP, and energy conservation
 //! across a graceful restart and a SIGKILL.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
+use std::time::Duration;
 
-use fairwatt_collector::fixture::proc::{FakeVm, LibvirtDomain, ProcTree, libvirt_scope};
-use fairwatt_collector::fixture::rapl::{PowercapFixture, PowercapTree};
-use fairwatt_collector::spool::{Spool, SpoolConfig};
+use common::{Host, MAX_RANGE, fairwatt, package_energy, spooled, wait_for};
 use fairwatt_core::{Domain, IntervalRecord};
-
-const MAX_RANGE: u64 = 999_999_999;
-
-struct Host {
-    dir: tempfile::TempDir,
-    rapl: PowercapFixture,
-    procs: ProcTree,
-}
-
-impl Host {
-    fn new() -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        let sys = dir.path().join("sys");
-        let rapl = PowercapTree::new(&sys)
-            .max_energy_range_uj(MAX_RANGE)
-            .package(0, 900_000_000, &[("core", 1_000), ("dram", 2_000)])
-            .write()
-            .unwrap();
-        let mut procs = ProcTree::new(&dir.path().join("proc"), &sys).unwrap();
-        let libvirt = dir.path().join("libvirt");
-        std::fs::create_dir_all(&libvirt).unwrap();
-        for (i, name) in ["web-1", "db-1", "batch-1"].iter().enumerate() {
-            let mut vm = FakeVm::new(4000 + 16 * i as u32, name);
-            vm.scope = Some(libvirt_scope(i as u32 + 1, name));
-            procs.add_vm(&vm).unwrap();
-            let mut dom = LibvirtDomain::from_vm(&vm);
-            dom.tenant = Some(format!("tenant-{i}"));
-            dom.write(&libvirt).unwrap();
-        }
-        procs.add_process(1, &["/sbin/init"]).unwrap();
-        Host { dir, rapl, procs }
-    }
-
-    fn args(&self) -> Vec<String> {
-        let p = |s: &str| self.dir.path().join(s).display().to_string();
-        vec![
-            "agent".into(),
-            "--host-id".into(),
-            "fixture-host".into(),
-            "--sysfs-root".into(),
-            p("sys"),
-            "--procfs-root".into(),
-            p("proc"),
-            "--dev-root".into(),
-            p("dev"),
-            "--libvirt-dir".into(),
-            p("libvirt"),
-        ]
-    }
-
-    fn spool(&self) -> PathBuf {
-        self.dir.path().join("spool")
-    }
-
-    fn set_energy(&self, uj: u64) {
-        self.rapl.set_energy("intel-rapl:0", uj).unwrap();
-    }
-
-    fn burn(&mut self, ticks: u64) {
-        let pids: Vec<u32> = self.procs.vms().map(|v| v.pid).collect();
-        for p in pids {
-            self.procs.add_cpu_time(p, ticks, 0).unwrap();
-        }
-    }
-}
-
-fn fairwatt() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fairwatt"));
-    c.env_remove("FAIRWATT_CONFIG").env("FAIRWATT_LOG", "warn");
-    c
-}
-
-fn spooled(dir: &Path) -> Vec<IntervalRecord> {
-    let s = Spool::open(SpoolConfig { fsync: false, ..SpoolConfig::new(dir) }).unwrap();
-    s.pending(usize::MAX).unwrap()
-}
-
-fn package_energy(recs: &[IntervalRecord]) -> u64 {
-    recs.iter().filter_map(|r| r.energy(Domain::package(0))).map(|e| e.as_uj()).sum()
-}
-
-fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn once_reports_sensors_vms_and_tenants() {

@@ -1,4 +1,4 @@
-//! End-to-end tests of `fairwatt simulate` and `fairwatt demo`: traces are
+//! End-to-end tests of `fairwatt simulate`: traces are
 //! complete, reproducible by seed, readable by the trace reader, and carry
 //! ground truth that accounts for the measured energy.
 
@@ -73,26 +73,4 @@ fn bad_arguments_are_refused_clearly() {
     for n in ["mixed", "ai-heavy", "web-farm", "batch", "database", "churn", "wrap"] {
         assert!(names.lines().any(|l| l == n), "{n} missing from {names}");
     }
-}
-
-#[test]
-fn demo_shows_the_cpu_split_error_per_class() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = fairwatt()
-        .args(["demo", "--hosts", "2", "--hours", "3", "--interval", "30", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for class in ["ai", "batch", "database", "web"] {
-        assert!(out.lines().any(|l| l.trim_start().starts_with(class)), "{class} row missing:\n{out}");
-    }
-    assert!(out.contains("rapl-powercap"), "the demo reports this machine's sensors:\n{out}");
-    assert_eq!(trace_io::files(&dir.path().join("trace")).unwrap().len(), 2);
-    // Step 4: both methods scored against the truth, linear the better.
-    let line = out.lines().find(|l| l.contains("per-VM error over VM-hours")).unwrap_or_else(|| panic!("no attribution score:\n{out}"));
-    let nums: Vec<f64> = line.split(|c: char| !(c.is_ascii_digit() || c == '.')).filter_map(|t| t.parse().ok()).collect();
-    assert!(nums.len() >= 2 && nums[1] < nums[0], "linear should beat CPU time: {line}");
-    assert!(out.contains("every interval conserved exactly"), "{out}");
 }

@@ -71,6 +71,14 @@ pub struct AgentArgs {
     /// Simulate a host of this scenario instead of reading sensors (see `fairwatt simulate --help`).
     #[arg(long, env = "FAIRWATT_SIMULATE")]
     pub simulate: Option<String>,
+    /// With --simulate: which host of the scenario's fleet (0 = the first,
+    /// as `fairwatt registry scenario NAME --hosts N` lists them).
+    #[arg(long, default_value_t = 0)]
+    pub sim_host: usize,
+    /// With --simulate: the simulated clock's start (RFC 3339), e.g. the first
+    /// day of last month to replay a month with --fast; default now.
+    #[arg(long)]
+    pub sim_start: Option<fairwatt_core::Timestamp>,
     /// Seed for --simulate.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

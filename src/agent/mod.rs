@@ -39,8 +39,8 @@ fn install_signal_handlers() {
 
 pub fn build_source(args: &AgentArgs, cfg: &AgentConfig, interval: Micros) -> anyhow::Result<Box<dyn IntervalSource>> {
     if let Some(scenario) = &args.simulate {
-        let start = SystemClock.now();
-        let src = SimSource::new(scenario, &cfg.host_id, args.seed, interval, start)
+        let start = args.sim_start.unwrap_or_else(|| SystemClock.now());
+        let src = SimSource::nth(scenario, args.sim_host, &cfg.host_id, args.seed, interval, start)
             .with_context(|| format!("--simulate {scenario}"))?;
         return Ok(Box::new(src));
     }

@@ -168,13 +168,19 @@ impl Shipper {
 /// One `POST /v1/ingest` to `host_port` over plain HTTP/1.1, with timeouts;
 /// the status and the body of the answer.
 pub fn post_ingest(host_port: &str, key: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
+    request(host_port, "POST", "/v1/ingest", key, body)
+}
+
+/// One request to the billing API at `host_port` (a JSON body, bearer key,
+/// `Connection: close`), with timeouts; the status and the body of the answer.
+pub fn request(host_port: &str, method: &str, path: &str, key: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
     let addr = host_port.to_socket_addrs()?.next().context("no address")?;
     let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
     write!(
         s,
-        "POST /v1/ingest HTTP/1.1\r\nHost: {host_port}\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host_port}\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )?;
     s.write_all(body)?;

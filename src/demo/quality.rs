@@ -1,44 +1,13 @@
-//! `fairwatt demo`: the README's first command. Shows which sensors this
-//! machine has, simulates a small fleet of hosts running the four workload
-//! classes, writes its trace, and shows why splitting energy by CPU time is
-//! unfair: per workload class, the true energy next to what a CPU-time split
-//! would bill; then attributes the trace with the CPU-time baseline and the
-//! workload-aware linear model and scores both against the ground truth.
-//! The simulated hosts boot empty (10 minutes quiet, or 40 intervals if
-//! longer, then their VMs arrive over as long again), so the attributor sees
-//! their idle power. (Billing and
-//! placement join the demo as their issues land.)
+//! The demo's look at attribution quality, from the agents' recorded traces
+//! (which carry the simulator's ground truth): per workload class, the true
+//! energy next to what a CPU-time split would bill, then the trace
+//! attributed offline by the CPU-time baseline and the workload-aware linear
+//! model, scored against the truth.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 
-use anyhow::Context;
-use clap::Args;
-use fairwatt_collector::sampler::{HostSampler, IntervalSource, SamplerConfig};
-use fairwatt_collector::sim;
 use fairwatt_collector::trace_io;
-use fairwatt_core::{HostId, Micros};
-use indicatif::{ProgressBar, ProgressStyle};
-
-use crate::simulate::{simulate_to, start_of_today};
-
-#[derive(Args, Debug)]
-pub struct DemoArgs {
-    /// Hosts in the simulated fleet.
-    #[arg(long, default_value_t = 4)]
-    pub hosts: usize,
-    /// Simulated hours.
-    #[arg(long, default_value_t = 6.0)]
-    pub hours: f64,
-    /// Sampling interval of the simulated agents, seconds.
-    #[arg(long, default_value_t = 10.0)]
-    pub interval: f64,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Working directory for the demo's files.
-    #[arg(long, default_value = "fairwatt-data/demo")]
-    pub dir: PathBuf,
-}
 
 /// Per workload class: CPU seconds, true dynamic energy, and the dynamic
 /// energy a CPU-time split would assign.
@@ -50,38 +19,9 @@ struct ClassTotals {
     cpu_split_j: f64,
 }
 
-pub fn run(a: DemoArgs) -> anyhow::Result<()> {
-    println!("fairwatt demo\n");
-    println!("1. Sensors on this machine (what `fairwatt agent` would use):");
-    let probe = HostSampler::new(SamplerConfig::new(HostId::new("this-host")?, Micros::from_secs(1)));
-    match probe {
-        Ok(s) => s.status().iter().for_each(|st| println!("   {st}")),
-        Err(e) => println!("   (could not probe: {e})"),
-    }
-
-    let interval = Micros((a.interval * 1e6).round() as u64);
-    let steps = (a.hours * 3600.0 / a.interval).round().max(1.0) as u64;
-    let mut scenario = sim::scenario("mixed", a.hosts, a.seed, start_of_today())?;
-    // Empty long enough for the idle estimate's quiet intervals (30 needed, 40 given).
-    let boot_s = (BOOT_S as f64).max(40.0 * a.interval).round() as u64;
-    for h in &mut scenario.hosts {
-        let n = h.vms.len().max(1) as u64;
-        for (k, v) in h.vms.iter_mut().enumerate() {
-            v.arrive_at_s = boot_s + k as u64 * boot_s / n;
-        }
-    }
-    let trace_dir = a.dir.join("trace");
-    std::fs::create_dir_all(&trace_dir).with_context(|| format!("creating {}", trace_dir.display()))?;
-    println!("\n2. Simulating {} hosts for {} h at {} s intervals (scenario `mixed`, seed {}):", a.hosts, a.hours, a.interval, a.seed);
-    let bar = ProgressBar::new(steps * scenario.hosts.len() as u64)
-        .with_style(ProgressStyle::with_template("   [{bar:40}] {pos}/{len} intervals").unwrap_or_else(|_| ProgressStyle::default_bar()));
-    let summaries = simulate_to(&scenario, a.seed, interval, steps, &trace_dir, &bar)?;
-    bar.finish_and_clear();
-    for s in &summaries {
-        println!("   {:<12} {:>3} VMs {:>8} intervals {:>10.3} kWh measured", s.host, s.vms, s.records, s.energy.as_kwh());
-    }
-    println!("   trace: {}", trace_dir.display());
-
+/// Why splitting by CPU time is unfair: per class, true dynamic energy
+/// against a CPU-time split of each interval's dynamic energy.
+pub fn cpu_split_table(trace_dir: &Path) -> anyhow::Result<()> {
     let mut classes: BTreeMap<String, ClassTotals> = BTreeMap::new();
     for file in trace_io::files(&trace_dir)? {
         for rec in trace_io::open(&file)? {
@@ -103,7 +43,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             }
         }
     }
-    println!("\n3. Why CPU-time splitting is unfair (dynamic energy, ground truth vs a CPU-time split):");
+    println!("   Why CPU-time splitting is unfair (dynamic energy, ground truth vs a CPU-time split):");
     println!("   {:<10} {:>4} {:>12} {:>12} {:>12} {:>12} {:>9}", "class", "VMs", "CPU hours", "true kWh", "CPU-split", "J/CPU-s", "error");
     for (name, c) in &classes {
         let err = if c.true_j > 0.0 { (c.cpu_split_j - c.true_j) / c.true_j * 100.0 } else { 0.0 };
@@ -120,18 +60,12 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     }
     println!("\n   A CPU-time split bills GPU-heavy AI VMs for a fraction of their energy and");
     println!("   charges the difference to everyone else.");
-    attribution(&trace_dir)?;
-    println!("\nNext: run the agent on the simulated host:  fairwatt agent --simulate mixed --once --format text");
     Ok(())
 }
 
-/// Seconds the simulated hosts stay empty after boot (at least 40
-/// intervals); their VMs then arrive over as many again.
-const BOOT_S: u64 = 600;
-
-/// Step 4: the trace attributed by the CPU-time baseline and by the linear
+/// The trace attributed by the CPU-time baseline and by the linear
 /// model, per class against the ground truth, and each method's per-VM error.
-fn attribution(trace_dir: &std::path::Path) -> anyhow::Result<()> {
+pub fn attribution(trace_dir: &Path) -> anyhow::Result<()> {
     use fairwatt_attribution::eval::Scorer;
     use fairwatt_attribution::{Attributor, AttributorConfig, IdlePolicy, Method};
     let methods = [Method::Ratio, Method::Linear];
@@ -163,7 +97,7 @@ fn attribution(trace_dir: &std::path::Path) -> anyhow::Result<()> {
             }
         }
     }
-    println!("\n4. Attribution of that trace (dynamic energy; idle observed while the hosts were empty):");
+    println!("\n   The same traces attributed offline (dynamic energy; idle observed while the hosts were empty):");
     println!("   {:<10} {:>12} {:>12} {:>9} {:>12} {:>9}", "class", "true kWh", "CPU-time", "error", "linear", "error");
     let pct = |got: f64, t: f64| if t > 0.0 { (got - t) / t * 100.0 } else { 0.0 };
     for (name, (t, got)) in &classes {
