@@ -44,6 +44,8 @@ pub enum BenchWhat {
     },
     /// Billing API ingest on loopback: batches of simulated records posted by concurrent clients.
     Ingest(crate::bench_ingest::IngestBenchArgs),
+    /// The attribution worker clearing a backlog of ingested intervals (rows per INSERT compared).
+    Worker(crate::bench_worker::WorkerBenchArgs),
     /// Billing API: a tenant's month-long usage queries under concurrent clients (daily vs hourly rollups).
     Usage(crate::bench_billing::UsageBenchArgs),
     /// Billing API: issuing every tenant's monthly invoice (invoice run vs one request per tenant).
@@ -66,6 +68,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Sim { vms, hours } => sim(vms, hours),
         BenchWhat::Attribution { vms, hours } => attribution(vms, hours),
         BenchWhat::Ingest(a) => crate::bench_ingest::run(a),
+        BenchWhat::Worker(a) => crate::bench_worker::run(a),
         BenchWhat::Usage(a) => crate::bench_billing::usage(a),
         BenchWhat::Invoices(a) => crate::bench_billing::invoices(a),
         BenchWhat::Placement(a) => crate::bench_place::run(a),

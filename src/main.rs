@@ -10,6 +10,7 @@ mod bench;
 mod bench_billing;
 mod bench_ingest;
 mod bench_place;
+mod bench_worker;
 mod demo;
 mod serve;
 mod place;

@@ -37,8 +37,8 @@ pub const HOLD: Duration = Duration::from_secs(600);
 pub const PASS: i64 = 2_000;
 /// Intervals written per transaction.
 pub const CHUNK: usize = 100;
-/// Ledger rows per INSERT (at most 8 columns: 320 parameters).
-const ROWS_PER_STATEMENT: usize = 40;
+/// Ledger rows per INSERT by default (at most 8 columns: 320 parameters).
+pub const ROWS_PER_STATEMENT: usize = 40;
 
 pub struct Worker {
     db: Db,
@@ -46,6 +46,7 @@ pub struct Worker {
     hosts: HashMap<String, HostWorker>,
     /// VM → tenant from the registry, filled as VMs are met.
     tenants: HashMap<String, String>,
+    rows_per_statement: usize,
 }
 
 struct HostWorker {
@@ -63,7 +64,13 @@ impl Worker {
     pub fn new(db: Db, method: Method, idle_policy: IdlePolicy) -> Result<Worker> {
         let cfg = AttributorConfig::new(method, idle_policy);
         Attributor::new(cfg.clone()).map_err(|e| ApiError::Config(e.to_string()))?;
-        Ok(Worker { db, cfg, hosts: HashMap::new(), tenants: HashMap::new() })
+        Ok(Worker { db, cfg, hosts: HashMap::new(), tenants: HashMap::new(), rows_per_statement: ROWS_PER_STATEMENT })
+    }
+
+    /// Ledger rows per INSERT (`fairwatt bench worker` compares them).
+    pub fn with_rows_per_statement(mut self, rows: usize) -> Worker {
+        self.rows_per_statement = rows.max(1);
+        self
     }
 
     /// One pass over the unattributed intervals; returns how many reached the ledger.
@@ -253,14 +260,14 @@ impl Worker {
         // a parameter's name by walking its list, so binding costs the
         // square of the parameters (4,000 a statement spent two thirds of
         // the worker's time there).
-        for part in doms.chunks(ROWS_PER_STATEMENT) {
+        for part in doms.chunks(self.rows_per_statement) {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(values_sql("INSERT INTO ledger_domains (host, seq, domain, measured_uj, idle_uj, unattributed_uj, model_id) VALUES ", part.len(), 7, "")));
             for (host, seq, domain, m, i, u, model) in part {
                 q = q.bind(host).bind(seq).bind(domain).bind(m).bind(i).bind(u).bind(model);
             }
             q.execute(&mut *tx).await?;
         }
-        for part in shares.chunks(ROWS_PER_STATEMENT) {
+        for part in shares.chunks(self.rows_per_statement) {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(values_sql("INSERT INTO ledger (host, seq, domain, vm, tenant, dynamic_uj, idle_uj) VALUES ", part.len(), 7, "")));
             for (host, seq, domain, vm, tenant, dy, id) in part {
                 q = q.bind(host).bind(seq).bind(domain).bind(vm).bind(tenant).bind(dy).bind(id);
@@ -269,7 +276,7 @@ impl Worker {
         }
         for (rollup, acc) in [(Rollup::Hourly, hourly), (Rollup::Daily, daily)] {
             let rows: Vec<_> = acc.into_iter().collect();
-            for part in rows.chunks(ROWS_PER_STATEMENT) {
+            for part in rows.chunks(self.rows_per_statement) {
                 let (table, col) = rollup.table();
                 // Keys are unique within a statement (a map's), as PostgreSQL's upsert needs.
                 let conflict = format!(" ON CONFLICT ({col}, host, vm, domain) DO UPDATE SET dynamic_uj = {table}.dynamic_uj + excluded.dynamic_uj, idle_uj = {table}.idle_uj + excluded.idle_uj");

@@ -11,7 +11,7 @@
 //! ground truth. Then the server keeps running (unless `--no-serve`) and the
 //! demo prints its URLs, two API keys and `curl` lines to try.
 
-mod fleet;
+pub(crate) mod fleet;
 mod quality;
 
 use std::collections::BTreeMap;
