@@ -56,7 +56,7 @@ pub fn run(a: WorkerBenchArgs) -> anyhow::Result<()> {
     }
     let intervals = a.hosts * a.intervals;
     println!("attribution worker: {} hosts × {} intervals ({intervals} intervals, {vm_intervals} VM-intervals), fresh SQLite store each", a.hosts, a.intervals);
-    println!("{:>14} {:>9} {:>13} {:>16} {:>10}", "rows/INSERT", "wall s", "intervals/s", "VM-intervals/s", "vs 1 row");
+    println!("{:>14} {:>9} {:>13} {:>16} {:>10}", "rows/INSERT", "wall s", "intervals/s", "VM-intervals/s", "vs first");
     let mut base = None;
     for rows in &a.rows {
         let dir = tempfile::tempdir()?;
