@@ -62,8 +62,12 @@ pub enum InvoicesCommand {
         period: String,
         #[arg(long)]
         issue: bool,
-        #[arg(long, default_value = "FW")]
+        /// Who issues them; must match `fairwatt serve --issuer`, or numbering starts a second sequence.
+        #[arg(long, env = "FAIRWATT_ISSUER", default_value = "FW")]
         issuer: String,
+        /// Stamped on the invoices' methodology; must match the ledger's `fairwatt serve --idle-policy`.
+        #[arg(long, env = "FAIRWATT_IDLE_POLICY", default_value = "reservation")]
+        idle_policy: String,
         #[arg(long, env = "FAIRWATT_DATABASE", default_value = DEFAULT_DB)]
         database: String,
     },
@@ -140,10 +144,11 @@ pub fn carbon(cmd: CarbonCommand) -> anyhow::Result<()> {
 }
 
 pub fn invoices(cmd: InvoicesCommand) -> anyhow::Result<()> {
-    let InvoicesCommand::Run { period, issue, issuer, database } = cmd;
+    let InvoicesCommand::Run { period, issue, issuer, idle_policy, database } = cmd;
+    let _: fairwatt_attribution::IdlePolicy = idle_policy.parse()?;
     block_on(async move {
         let db = open(&database).await?;
-        let state = fairwatt_billing_api::AppState::new(db, Settings { issuer, ..Settings::default() });
+        let state = fairwatt_billing_api::AppState::new(db, Settings { issuer, idle_policy, ..Settings::default() });
         let t = std::time::Instant::now();
         let r = fairwatt_billing_api::invoices::run(&state, &period, issue).await?;
         eprintln!("{period}: {} tenants, {} issued, {} drafts, {} failed in {:.2} s", r.tenants, r.issued, r.drafts, r.failed.len(), t.elapsed().as_secs_f64());

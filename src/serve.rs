@@ -18,7 +18,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "linear")]
     method: String,
     /// Who carries idle power: reservation, equal, dynamic or unattributed.
-    #[arg(long, default_value = "reservation")]
+    #[arg(long, env = "FAIRWATT_IDLE_POLICY", default_value = "reservation")]
     idle_policy: String,
     /// Who issues the invoices; their numbers are ISSUER-000001, …
     #[arg(long, env = "FAIRWATT_ISSUER", default_value = "FW")]
