@@ -170,7 +170,9 @@ fn month(period: &str) -> anyhow::Result<(Timestamp, Timestamp)> {
     let next = if d.month() == 12 { NaiveDate::from_ymd_opt(d.year() + 1, 1, 1) } else { NaiveDate::from_ymd_opt(d.year(), d.month() + 1, 1) }.context("month out of range")?;
     let at = |d: NaiveDate| -> anyhow::Result<Timestamp> { Timestamp::from_micros(d.and_hms_opt(0, 0, 0).context("midnight")?.and_utc().timestamp_micros()).context("time out of range") };
     let (start, end) = (at(d)?, at(next)?);
-    ensure!(end.as_micros() <= chrono::Utc::now().timestamp_micros(), "--period {period}: the month has not ended yet, so it cannot be invoiced");
+    let now = chrono::Utc::now().timestamp_micros();
+    ensure!(end.as_micros() <= now, "--period {period}: the month has not ended yet, so it cannot be invoiced");
+    ensure!(start.as_micros() >= now - fairwatt_billing_api::ingest::MAX_AGE_US, "--period {period}: ingest takes intervals of the last 400 days only");
     Ok((start, end))
 }
 
@@ -312,6 +314,11 @@ fn follow(rt: &actix_web::rt::SystemRunner, db: &Db, mut agents: Vec<Agent>, reg
         }
         if running == 0 && done >= expected {
             break;
+        }
+        if running == 0 && stored < expected && last_move.0.elapsed() > Duration::from_secs(5) {
+            let rejected: Vec<String> = agents.iter().filter_map(|a| a.log.parent().map(|d| d.join("spool/rejected.jsonl"))).filter(|p| p.exists()).map(|p| p.display().to_string()).collect();
+            let logs: Vec<String> = agents.iter().map(|a| a.log.display().to_string()).collect();
+            bail!("the agents are done but the store holds {stored} of {expected} intervals; see their logs ({}) and the server's reasons in [{}]", logs.join(", "), rejected.join(", "));
         }
         // The worker holds a host's intervals at most `HOLD` for its first model.
         if running == 0 && last_move.0.elapsed() > fairwatt_billing_api::worker::HOLD + Duration::from_secs(60) {
