@@ -121,8 +121,9 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     register(&addr, &keys, &reg, from)?;
     let counts: BTreeMap<&str, usize> = reg.hosts.keys().map(|h| (h.as_str(), reg.vms.values().filter(|v| v.host.as_deref() == Some(h)).count())).collect();
     println!("\n3. Registered over HTTP: {} tenants, {} hosts in {} regions, {} VMs; a tariff per region", reg.tenants.len(), reg.hosts.len(), fleet::REGIONS.len().min(reg.hosts.len()), reg.vms.len());
+    let servers = server_names(a.seed, a.hosts);
     for (i, (h, body)) in reg.hosts.iter().enumerate() {
-        println!("   {h}  {:<2}  {:>3} vCPUs  PUE {:.2}  {:>2} VMs  {}", body.region, body.vcpus, body.pue, counts[h.as_str()], server_name(a.seed, a.hosts, i));
+        println!("   {h}  {:<2}  {:>3} vCPUs  PUE {:.2}  {:>2} VMs  {}", body.region, body.vcpus, body.pue, counts[h.as_str()], servers.get(i).map_or("", String::as_str));
     }
 
     println!("\n4. {} agents replay {period} at {} s intervals ({steps} intervals each), shipping to /v1/ingest:", reg.hosts.len(), a.interval);
@@ -195,15 +196,16 @@ fn fresh_store(dir: &Path) -> anyhow::Result<String> {
     Ok(format!("sqlite://{}", dir.join("fairwatt.db").display()))
 }
 
-fn server_name(seed: u64, hosts: usize, i: usize) -> String {
-    let start = Timestamp::from_micros(0);
-    start
-        .and_then(|s| fairwatt_collector::sim::scenario(fleet::SCENARIO, hosts, seed, s).ok())
-        .and_then(|sc| sc.hosts.get(i).map(|h| {
+/// Each host's server model (and GPUs), as the registry listing shows it.
+fn server_names(seed: u64, hosts: usize) -> Vec<String> {
+    let Some(sc) = Timestamp::from_micros(0).and_then(|s| fairwatt_collector::sim::scenario(fleet::SCENARIO, hosts, seed, s).ok()) else { return Vec::new() };
+    sc.hosts
+        .iter()
+        .map(|h| {
             let gpus = if h.gpus.is_empty() { String::new() } else { format!(" + {} × {}", h.gpus.len(), h.gpus[0].name) };
             format!("{}{gpus}", h.server.name.split(" (").next().unwrap_or(h.server.name))
-        }))
-        .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// A call that must succeed: its JSON answer, or an error naming the call.
@@ -276,19 +278,20 @@ fn follow(rt: &actix_web::rt::SystemRunner, db: &Db, mut agents: Vec<Agent>, reg
     let bars: BTreeMap<String, ProgressBar> = reg.hosts.keys().map(|h| (h.clone(), multi.add(ProgressBar::new(steps).with_style(style.clone()).with_prefix(h.clone()).with_message("ingested")))).collect();
     let attributed = multi.add(ProgressBar::new(expected).with_style(style).with_prefix("ledger").with_message("attributed"));
     let t0 = Instant::now();
-    let mut running = agents.len();
     let mut last_move = (Instant::now(), 0u64);
     let mut ingested_at = None;
     loop {
+        let mut running = 0;
         for ag in &mut agents {
-            if let Some(status) = ag.child.try_wait()? {
-                if !status.success() {
+            match ag.child.try_wait()? {
+                None => running += 1,
+                Some(status) if !status.success() => {
                     let log = std::fs::read_to_string(&ag.log).unwrap_or_default();
                     bail!("the agent for {} failed ({status}); its log {}:\n{log}", ag.host, ag.log.display());
                 }
+                Some(_) => {}
             }
         }
-        running = agents.iter_mut().filter_map(|a| a.child.try_wait().ok()).filter(Option::is_none).count().min(running);
         // Both read indexes only (the primary key, the unattributed partial
         // index): polling must not slow the worker it watches, and a
         // COUNT(*) of `intervals` reads every stored record. The agents'
