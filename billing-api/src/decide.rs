@@ -117,7 +117,10 @@ pub async fn decide(req: HttpRequest, state: web::Data<AppState>, body: web::Byt
 /// Every host with what is taken on it now and its recent power.
 async fn fleet(state: &AppState, now: i64) -> Result<Vec<LiveHost>> {
     let pool = &state.db.pool;
-    let (generation,): (i64,) = sqlx::query_as("SELECT gen FROM registry_generation WHERE id = 1").fetch_one(pool).await?;
+    // Both generations in one round trip: each costs a hop to SQLite's
+    // connection thread, most of a cached decision's time.
+    let (generation, ledger_generation): (i64, i64) =
+        sqlx::query_as("SELECT r.gen, l.gen FROM registry_generation r, ledger_generation l WHERE r.id = 1 AND l.id = 1").fetch_one(pool).await?;
     let cached = state.placement.capacity.lock().expect("capacity lock").as_ref().filter(|(g, _)| state.placement.cache && *g == generation).map(|(_, c)| c.clone());
     let rows = match cached {
         Some(rows) => rows,
@@ -145,7 +148,7 @@ async fn fleet(state: &AppState, now: i64) -> Result<Vec<LiveHost>> {
             rows
         }
     };
-    let power = power(state).await?;
+    let power = power(state, ledger_generation).await?;
     let mut res = state.placement.reservations.lock().expect("reservations lock");
     res.retain(|r| r.until_us > now);
     let mut held: HashMap<&str, (u32, u64)> = HashMap::new();
@@ -174,9 +177,8 @@ async fn fleet(state: &AppState, now: i64) -> Result<Vec<LiveHost>> {
 
 /// Idle and attributed dynamic watts per host over the last
 /// [`WINDOW_HOURS`] hours with data, recomputed when the ledger moves.
-async fn power(state: &AppState) -> Result<std::sync::Arc<HashMap<String, (f64, f64)>>> {
+async fn power(state: &AppState, generation: i64) -> Result<std::sync::Arc<HashMap<String, (f64, f64)>>> {
     let pool = &state.db.pool;
-    let generation = crate::db::generation(pool).await?;
     if let Some((g, map)) = state.placement.power.lock().expect("power lock").as_ref()
         && *g == generation
     {
