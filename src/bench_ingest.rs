@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use fairwatt_billing_api::registry::RegistryFile;
-use fairwatt_billing_api::{Db, Role, Settings, auth, serve_with};
+use fairwatt_billing_api::{Db, Role, Settings, auth};
 
 #[derive(Args, Debug)]
 pub struct IngestBenchArgs {
@@ -164,39 +164,26 @@ impl Drop for FreshPg {
     }
 }
 
-type Setup = Box<dyn FnOnce(Db) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>> + Send>;
-
-/// The API on 127.0.0.1:0 in a thread of its own, after `setup` ran on its
-/// store, with a key per `(role, tenant)` asked for.
+/// The API on 127.0.0.1:0 in a thread of its own (no attribution worker),
+/// after `setup` ran on its store, with a key per `(role, tenant)` asked for.
 pub fn start_api(
     url: &str,
     settings: Settings,
     keys: &[(Role, Option<&str>)],
-    setup: impl FnOnce(Db) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>> + Send + 'static,
+    setup: impl FnOnce(Db) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>,
 ) -> anyhow::Result<(std::net::SocketAddr, Vec<String>)> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let url = url.to_string();
-    let keys: Vec<(Role, Option<String>)> = keys.iter().map(|(r, t)| (*r, t.map(String::from))).collect();
-    let setup: Setup = Box::new(setup);
-    std::thread::spawn(move || {
-        let ready = tx.clone();
-        let r = actix_web::rt::System::new().block_on(async move {
-            let db = Db::connect(&url).await?;
-            setup(db.clone()).await?;
-            let mut secrets = Vec::new();
-            for (role, tenant) in &keys {
-                secrets.push(auth::create_key(&db, *role, tenant.as_deref()).await?.secret);
-            }
-            let listener = TcpListener::bind("127.0.0.1:0")?;
-            let addr = listener.local_addr()?;
-            let server = serve_with(listener, db, settings)?;
-            let _ = ready.send(Ok((addr, secrets)));
-            server.await?;
-            anyhow::Ok(())
-        });
-        if let Err(e) = r {
-            let _ = tx.send(Err(e));
+    let secrets = actix_web::rt::System::new().block_on(async {
+        let db = Db::connect(url).await?;
+        setup(db.clone()).await?;
+        let mut secrets = Vec::new();
+        for (role, tenant) in keys {
+            secrets.push(auth::create_key(&db, *role, *tenant).await?.secret);
         }
-    });
-    rx.recv().context("the server thread ended")?
+        db.pool.close().await;
+        anyhow::Ok(secrets)
+    })?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    crate::serve::spawn_in_thread(url, listener, settings, None)?;
+    Ok((addr, secrets))
 }

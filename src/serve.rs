@@ -94,17 +94,20 @@ pub fn spawn_worker(db: Db, method: fairwatt_attribution::Method, policy: fairwa
     Ok(())
 }
 
-/// `fairwatt serve` in a thread of its own (the demo's server): the API on
-/// `listener` over `database` with the attribution worker. Returns once the
-/// store is migrated and the server listens; the thread ends with the process.
-pub fn spawn_in_thread(database: &str, listener: TcpListener, settings: Settings, method: fairwatt_attribution::Method, policy: fairwatt_attribution::IdlePolicy) -> anyhow::Result<()> {
+/// `fairwatt serve` in a thread of its own (the demo's and the benchmarks'
+/// server): the API on `listener` over `database`, with the attribution
+/// worker when given its method and idle policy. Returns once the store is
+/// migrated and the server listens; the thread ends with the process.
+pub fn spawn_in_thread(database: &str, listener: TcpListener, settings: Settings, worker: Option<(fairwatt_attribution::Method, fairwatt_attribution::IdlePolicy)>) -> anyhow::Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     let database = database.to_string();
     std::thread::spawn(move || {
         let ready = tx.clone();
         let r = actix_web::rt::System::new().block_on(async move {
             let db = Db::connect(&database).await.with_context(|| format!("opening {database}"))?;
-            spawn_worker(db.clone(), method, policy)?;
+            if let Some((method, policy)) = worker {
+                spawn_worker(db.clone(), method, policy)?;
+            }
             let server = serve_with(listener, db, settings)?;
             let _ = ready.send(Ok(()));
             server.await.context("the server stopped")

@@ -7,38 +7,20 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Host, MAX_RANGE, fairwatt, spooled, wait_for};
+use common::{Host, MAX_RANGE, Server, fairwatt, serve, spooled, wait_for};
 use fairwatt_collector::sampler::{IntervalSource, SimSource};
 use fairwatt_core::{Domain, IntervalRecord, Micros, Timestamp};
 use serde_json::{Value, json};
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `fairwatt serve` on 127.0.0.1:`port`, once it listens.
-fn serve(db: &str, port: u16, method: &str) -> Server {
-    let mut child = fairwatt()
-        .args(["serve", "--database", db, "--listen", &format!("127.0.0.1:{port}"), "--method", method])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains(&format!("127.0.0.1:{port}")), "serve did not start: {line}");
-    // Keep reading so a chatty server never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    Server(child)
+fn serve_on(db: &str, port: u16, method: &str) -> Server {
+    let s = serve(db, &format!("127.0.0.1:{port}"), &["--method", method]);
+    assert_eq!(s.addr, format!("127.0.0.1:{port}"));
+    s
 }
 
 fn free_port() -> u16 {
@@ -147,7 +129,7 @@ fn fixture_host_through_kills_and_restarts_bills_every_joule_once() {
     let db = format!("sqlite://{}", host.dir.path().join("store.db").display());
     let (collector, ops, finance) = (key(&db, "collector"), key(&db, "ops"), key(&db, "finance"));
     let port = free_port();
-    let server = serve(&db, port, "ratio");
+    let server = serve_on(&db, port, "ratio");
     let now = chrono::Utc::now();
     let vms = host.vms();
     let tenants: Vec<String> = vms.iter().map(|(_, t)| t.clone()).collect();
@@ -189,7 +171,7 @@ fn fixture_host_through_kills_and_restarts_bills_every_joule_once() {
     let before_restart = stored(&db);
     drop(server); // SIGKILL: whatever was mid-write is rolled back, the agent resends
     advance(&mut host, 40);
-    let _server = serve(&db, port, "ratio");
+    let _server = serve_on(&db, port, "ratio");
     advance(&mut host, 100);
     // Let the agent read the final counter, then stop it: SIGTERM drains the spool.
     std::thread::sleep(Duration::from_millis(300));
@@ -229,7 +211,7 @@ fn simulated_hosts_bill_exactly_what_the_simulator_measured() {
     let o = fairwatt().args(["registry", "import"]).arg(dir.path().join("registry.json")).args(["--database", &db]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let port = free_port();
-    let _server = serve(&db, port, "linear");
+    let _server = serve_on(&db, port, "linear");
 
     let now = chrono::Utc::now();
     let last = now - chrono::Duration::days(chrono::Datelike::day(&now) as i64);

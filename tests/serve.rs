@@ -1,31 +1,11 @@
 //! End-to-end: `fairwatt keys create` and `fairwatt serve` on embedded
 //! SQLite, an agent-style batch over real HTTP, a resend, a restart.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+mod common;
 
-fn fairwatt() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fairwatt"));
-    c.env("FAIRWATT_LOG", "warn");
-    c
-}
+use std::io::{Read, Write};
 
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(db: &str) -> Server {
-    let mut child = fairwatt().args(["serve", "--database", db, "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
-    Server(child, addr)
-}
+use common::{fairwatt, serve};
 
 fn post(addr: &str, key: &str, body: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -63,18 +43,18 @@ fn keys_serve_ingest_and_a_restart_keep_every_interval_once() {
     };
     let body = |id: &str, seqs: std::ops::Range<i64>| serde_json::json!({"batch_id": id, "records": seqs.map(rec).collect::<Vec<_>>()}).to_string();
 
-    let s = start(&db);
-    let (code, b) = post(&s.1, &key, &body("b-1", 0..3));
+    let s = serve(&db, "127.0.0.1:0", &[]);
+    let (code, b) = post(&s.addr, &key, &body("b-1", 0..3));
     assert_eq!(code, 200, "{b}");
     assert!(b.contains("\"accepted\":3"), "{b}");
     drop(s);
     // After a restart the store still has them: a resend is a replay, an overlap counts once.
-    let s = start(&db);
-    let (_, b) = post(&s.1, &key, &body("b-1", 0..3));
+    let s = serve(&db, "127.0.0.1:0", &[]);
+    let (_, b) = post(&s.addr, &key, &body("b-1", 0..3));
     assert!(b.contains("\"replay\":true") && b.contains("\"accepted\":3"), "{b}");
-    let (_, b) = post(&s.1, &key, &body("b-2", 2..5));
+    let (_, b) = post(&s.addr, &key, &body("b-2", 2..5));
     assert!(b.contains("\"accepted\":2") && b.contains("\"duplicates\":1"), "{b}");
-    let (code, _) = post(&s.1, "fw_nope", &body("b-3", 5..6));
+    let (code, _) = post(&s.addr, "fw_nope", &body("b-3", 5..6));
     assert_eq!(code, 401);
 }
 
@@ -135,10 +115,7 @@ fn the_agent_ships_its_spool_and_a_server_down_for_a_while_loses_nothing() {
     assert!(err.contains("shipped 0 intervals, 100 still in the spool"), "{err}");
 
     // Up again: the backlog and the new intervals go out, each once.
-    let mut child = fairwatt().args(["serve", "--database", &db, "--listen", &format!("127.0.0.1:{port}")]).stderr(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
-    let _server = Server(child, line);
+    let _server = serve(&db, &format!("127.0.0.1:{port}"), &[]);
     let err = agent(&spool, &dir.path().join("run2.jsonl"), &server, &key, 50);
     assert!(err.contains("shipped 150 intervals, 0 still in the spool"), "{err}");
     // Nothing new: a third run ships only its own intervals.
@@ -184,7 +161,7 @@ fn a_record_the_server_refuses_is_set_aside_not_lost_and_does_not_block_the_rest
     use fairwatt_collector::spool::{Spool, SpoolConfig};
     use fairwatt_core::{Domain, DomainEnergy, Energy, HostId, IntervalRecord, Micros, Timestamp};
     let (dir, db, key) = store_with_collector_key();
-    let s = start(&db);
+    let s = serve(&db, "127.0.0.1:0", &[]);
     // A spooled interval stamped two days ahead (a clock that jumped): the server refuses it.
     let spool = dir.path().join("spool");
     {
@@ -194,7 +171,7 @@ fn a_record_the_server_refuses_is_set_aside_not_lost_and_does_not_block_the_rest
         let domains = [(Domain::package(0), DomainEnergy::ok(Energy::from_uj(5)))].into_iter().collect();
         sp.append(&IntervalRecord { host: HostId::new("sim-mixed-00").unwrap(), seq: 0, start, end: start.plus(Micros::from_secs(1)), domains, vms: Vec::new(), truth: None }).unwrap();
     }
-    let err = agent(&spool, &dir.path().join("run.jsonl"), &format!("http://{}", s.1), &key, 6);
+    let err = agent(&spool, &dir.path().join("run.jsonl"), &format!("http://{}", s.addr), &key, 6);
     assert!(err.contains("shipped 6 intervals, 0 still in the spool"), "{err}");
     let rejected = std::fs::read_to_string(spool.join("rejected.jsonl")).unwrap();
     assert_eq!(rejected.lines().count(), 1, "{rejected}");

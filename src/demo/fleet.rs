@@ -5,9 +5,11 @@
 
 use std::fmt::Write as _;
 
-use fairwatt_billing_api::registry::{HostBody, RegistryFile, TenantBody, VmBody};
+use fairwatt_billing_api::registry::RegistryFile;
 use fairwatt_attribution::shapley::SplitMix64;
 use fairwatt_collector::sim;
+
+use crate::admin::ScenarioArgs;
 use fairwatt_core::Timestamp;
 
 /// The simulator scenario the demo's agents run.
@@ -25,24 +27,27 @@ pub fn region_of(i: usize) -> &'static str {
 
 const TENANT_NAMES: [&str; 6] = ["Acme Analytics", "Borealis Games", "Cobalt Bank", "Delta Health", "Evergreen Retail", "Fjord Media"];
 
-/// The registry of `hosts` demo hosts, their VMs placed on them from `at`.
+/// The registry of `hosts` demo hosts, their VMs placed on them from `at`:
+/// `fairwatt registry scenario demo`'s, with the hosts spread over the
+/// regions, the tenants named and the flavors named after their class.
 pub fn registry(hosts: usize, seed: u64, at: Timestamp) -> anyhow::Result<RegistryFile> {
+    let args = ScenarioArgs { scenario: SCENARIO.into(), hosts, seed, host_id: None, region: region_of(0).into(), pue: 1.3, currency: "EUR".into() };
+    let mut f = crate::admin::scenario_registry(&args)?;
+    for (i, h) in f.hosts.values_mut().enumerate() {
+        h.region = region_of(i).into();
+        h.pue = [1.35, 1.2, 1.5, 1.3][i % 4];
+    }
+    for (id, t) in f.tenants.iter_mut() {
+        let n: usize = id.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        if let Some(name) = TENANT_NAMES.get(n.wrapping_sub(1)) {
+            t.name = name.to_string();
+        }
+    }
     let sc = sim::scenario(SCENARIO, hosts, seed, at)?;
-    let mut f = RegistryFile::default();
-    for (i, h) in sc.hosts.iter().enumerate() {
-        // Embodied carbon grows with the machine (a rough per-thread and per-GPU share).
-        let embodied = 1000.0 + 25.0 * h.server.threads as f64 + 100.0 * h.gpus.len() as f64;
-        let pue = [1.35, 1.2, 1.5, 1.3][i % 4];
-        let body = HostBody { region: region_of(i).into(), pue, embodied_kgco2e: embodied, lifetime_years: 4.0, vcpus: h.server.threads as i64, memory_mib: (h.server.memory_gib * 1024) as i64 };
-        f.hosts.insert(h.host.to_string(), body);
-        for v in &h.vms {
-            let tenant = v.info.tenant.as_ref().map_or_else(|| "default".to_string(), |t| t.to_string());
-            let n: usize = tenant.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(1);
-            let name = TENANT_NAMES.get(n.wrapping_sub(1)).map_or_else(|| tenant.clone(), |s| s.to_string());
-            f.tenants.entry(tenant.clone()).or_insert_with(|| TenantBody { name, currency: "EUR".into() });
-            let (vcpus, memory_mib) = v.info.flavor.as_ref().map_or((1, 1024), |fl| (fl.vcpus as i64, fl.memory_mib as i64));
-            let flavor = format!("{}.{vcpus}c{}g", v.class.as_str(), memory_mib / 1024);
-            f.vms.insert(v.info.id.to_string(), VmBody { tenant, flavor, vcpus, memory_mib, host: Some(h.host.to_string()), at: Some(at.to_string()) });
+    for spec in sc.hosts.iter().flat_map(|h| &h.vms) {
+        if let Some(v) = f.vms.get_mut(spec.info.id.as_str()) {
+            v.flavor = format!("{}.{}", spec.class.as_str(), v.flavor);
+            v.at = Some(at.to_string());
         }
     }
     Ok(f)

@@ -115,7 +115,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     })?;
     let addr = listener.local_addr()?.to_string();
     let settings = Settings { issuer: "FW".into(), idle_policy: "reservation".into(), daily_rollups: true, usage_cache: true, placement_cache: true, placement_model: None };
-    crate::serve::spawn_in_thread(&url, listener, settings, fairwatt_attribution::Method::Linear, fairwatt_attribution::IdlePolicy::Reservation)?;
+    crate::serve::spawn_in_thread(&url, listener, settings, Some((fairwatt_attribution::Method::Linear, fairwatt_attribution::IdlePolicy::Reservation)))?;
     println!("   the billing API and its attribution worker: http://{addr}");
 
     register(&addr, &keys, &reg, from)?;

@@ -3,8 +3,9 @@
 //! three tenants), the spool's contents, and waiting with a deadline.
 #![allow(dead_code)] // each test binary uses its own part
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fairwatt_collector::fixture::proc::{FakeVm, LibvirtDomain, ProcTree, libvirt_scope};
@@ -69,6 +70,11 @@ impl Host {
         self.rapl.set_energy("intel-rapl:0", uj).unwrap();
     }
 
+    /// The VMs' ids as the agent reports them, with their tenants.
+    pub fn vms(&self) -> Vec<(String, String)> {
+        self.procs.vms().enumerate().map(|(i, v)| (v.uuid.clone().unwrap_or_default(), format!("tenant-{i}"))).collect()
+    }
+
     pub fn burn(&mut self, ticks: u64) {
         let pids: Vec<u32> = self.procs.vms().map(|v| v.pid).collect();
         for p in pids {
@@ -77,11 +83,29 @@ impl Host {
     }
 }
 
-/// The VMs' ids as the agent reports them, with their tenants.
-impl Host {
-    pub fn vms(&self) -> Vec<(String, String)> {
-        self.procs.vms().enumerate().map(|(i, v)| (v.uuid.clone().unwrap_or_default(), format!("tenant-{i}"))).collect()
+/// `fairwatt serve` (killed when dropped) and the address it listens on.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
+}
+
+/// `fairwatt serve --database DB --listen LISTEN EXTRA…`, once it listens.
+pub fn serve(db: &str, listen: &str, extra: &[&str]) -> Server {
+    let mut child = fairwatt().args(["serve", "--database", db, "--listen", listen]).args(extra).stderr(Stdio::piped()).spawn().unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| panic!("serve did not start: {line:?}")).to_string();
+    // Keep reading so a chatty server never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    Server { child, addr }
 }
 
 pub fn fairwatt() -> Command {

@@ -77,6 +77,16 @@ impl Epsilon {
     pub fn roll(&self, rng: &mut SplitMix64) -> bool {
         rng.unit() < self.value
     }
+
+    /// The value as a model file stores it.
+    pub fn array(&self) -> Array {
+        Array::new("epsilon", vec![1], vec![self.value])
+    }
+
+    /// The value a model file stored.
+    pub fn read(arrays: &[Array]) -> Result<f64> {
+        Ok(super::store::find(arrays, "epsilon", &[1])?.data[0])
+    }
 }
 
 /// Baseline: any feasible cluster, uniformly.

@@ -98,12 +98,12 @@ impl Learner for Dqn {
     }
 
     fn arrays(&self) -> Vec<Array> {
-        [self.online.arrays("q"), vec![Array::new("epsilon", vec![1], vec![self.eps.value])]].concat()
+        [self.online.arrays("q"), vec![self.eps.array()]].concat()
     }
 
     fn load_arrays(&mut self, arrays: &[Array]) -> Result<()> {
         let online = Mlp::load(arrays, "q", self.shape(), &self.device)?;
-        let eps = super::store::find(arrays, "epsilon", &[1])?.data[0];
+        let eps = Epsilon::read(arrays)?;
         *self = Dqn::with(&self.cfg, self.device.clone(), online);
         self.eps.value = eps;
         Ok(())

@@ -27,7 +27,7 @@ use super::config::{DqnvmpConfig, MEASURES};
 use super::env::{Env, Measures, Obs, feature_len};
 use super::nn::{self, Adam, Dueling};
 use super::replay::{Experience, ReplayBuffer};
-use super::store::{self, Array};
+use super::store::Array;
 use crate::error::Result;
 use crate::rng::SplitMix64;
 
@@ -152,12 +152,12 @@ impl Learner for Dqnvmp {
     }
 
     fn arrays(&self) -> Vec<Array> {
-        [self.online.arrays(), vec![Array::new("epsilon", vec![1], vec![self.eps.value])]].concat()
+        [self.online.arrays(), vec![self.eps.array()]].concat()
     }
 
     fn load_arrays(&mut self, arrays: &[Array]) -> Result<()> {
         let online = Dueling::load(arrays, Dqnvmp::shape_of(&self.cfg), &self.device)?;
-        let eps = store::find(arrays, "epsilon", &[1])?.data[0];
+        let eps = Epsilon::read(arrays)?;
         *self = Dqnvmp::with(&self.cfg, self.device.clone(), online);
         self.eps.value = eps;
         Ok(())

@@ -87,7 +87,7 @@ impl Learner for QTable {
 
     fn arrays(&self) -> Vec<Array> {
         let n = self.q.len();
-        vec![Array::new("keys", vec![n], self.q.keys().map(|k| *k as f64).collect()), Array::new("values", vec![n], self.q.values().copied().collect()), Array::new("epsilon", vec![1], vec![self.eps.value])]
+        vec![Array::new("keys", vec![n], self.q.keys().map(|k| *k as f64).collect()), Array::new("values", vec![n], self.q.values().copied().collect()), self.eps.array()]
     }
 
     fn load_arrays(&mut self, arrays: &[Array]) -> Result<()> {
@@ -95,7 +95,7 @@ impl Learner for QTable {
         let keys = store::find(arrays, "keys", &[n])?;
         let values = store::find(arrays, "values", &[n])?;
         self.q = keys.data.iter().zip(&values.data).map(|(k, v)| (*k as u64, *v)).collect();
-        self.eps.value = store::find(arrays, "epsilon", &[1])?.data[0];
+        self.eps.value = Epsilon::read(arrays)?;
         Ok(())
     }
 
